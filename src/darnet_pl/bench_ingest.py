@@ -1,0 +1,156 @@
+"""Ingest benchmark: the fast slice-folder reader (via ``ingest``) against the straightforward baseline.
+
+Builds a synthetic CC-CCII-like tree of 512x512 8-bit PNG slices (a body, two lungs that change along depth,
+vessels, mild noise, a black field of view outside - so PNG compression and decoding cost are realistic), then
+converts the same scans with both pipelines in one process on one core (torch limited to one thread) and
+reports scans per second, the speedup, and how far the two volumes differ (they should agree up to rounding).
+
+Run ``python -m darnet_pl.bench_ingest`` to print the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from darnet_pl.data.cache import VolumeCache, ingest
+from darnet_pl.data.preprocess import Preprocessing, sampling_plan
+from darnet_pl.data.records import DEFAULT_CLASS_NAMES, ScanRecord
+from darnet_pl.data.sources.slices import read_slice_folder_baseline
+
+
+def synthetic_slice(z: float, rng: np.random.Generator, grid: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """One 8-bit CT-like slice at relative height ``z`` in [0, 1] (0 = top of the lungs)."""
+    y, x = grid
+    n = x.shape[0]
+    image = np.zeros((n, n), dtype=np.float32)
+    body = ((x / 0.42) ** 2 + (y / 0.31) ** 2) < 1.0
+    image[body] = 150.0
+    lung_size = 0.35 + 0.65 * np.sin(np.pi * min(max(z, 0.02), 0.98))
+    for side in (-1.0, 1.0):
+        lung = (((x - side * 0.17) / (0.12 * lung_size)) ** 2 + ((y + 0.02) / (0.21 * lung_size)) ** 2) < 1.0
+        image[lung] = 35.0
+    for _ in range(12):  # vessels and nodules: small bright blobs inside the lungs
+        cx, cy, r = rng.uniform(-0.3, 0.3), rng.uniform(-0.2, 0.2), rng.uniform(0.005, 0.02)
+        image += 90.0 * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * r * r)).astype(np.float32)
+    image[body] += rng.normal(0.0, 4.0, size=int(body.sum())).astype(np.float32)
+    fov = (x**2 + y**2) < 0.49**2
+    image[~fov] = 0.0
+    image[fov & ~body] += 20.0  # air inside the field of view is not black in a lung window
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def build_synthetic_ccii(root: Path, slice_counts: Sequence[int], size: int = 512, seed: int = 0) -> list[ScanRecord]:
+    """A CC-CCII-like tree ``root/<CLASS>/<CLASS>-1/<patient>/<scan>/<i>.png``; returns its records."""
+    rng = np.random.default_rng(seed)
+    coords = (np.arange(size, dtype=np.float32) + 0.5) / size - 0.5
+    grid = np.meshgrid(coords, coords, indexing="ij")
+    records = []
+    for i, n_slices in enumerate(slice_counts):
+        class_name = DEFAULT_CLASS_NAMES[i % len(DEFAULT_CLASS_NAMES)]
+        folder = root / class_name / f"{class_name}-1" / str(100 + i) / str(1000 + i)
+        folder.mkdir(parents=True)
+        for k in range(n_slices):
+            Image.fromarray(synthetic_slice(k / max(n_slices - 1, 1), rng, grid)).save(folder / f"{k + 1}.png")
+        records.append(ScanRecord(class_name, str(100 + i), str(1000 + i), path=str(folder), n_slices=n_slices))
+    return records
+
+
+def _time_ingest(records: list[ScanRecord], prep: Preprocessing, work: Path) -> tuple[float, VolumeCache]:
+    cache = VolumeCache(Path(tempfile.mkdtemp(dir=work)), prep)
+    started = time.perf_counter()
+    report = ingest(records, cache, workers=0, progress=False)
+    elapsed = time.perf_counter() - started
+    if report.failed or report.converted != len(records):
+        raise RuntimeError(f"benchmark ingest failed: {report.failed}")
+    return elapsed, cache
+
+
+def _time_baseline(records: list[ScanRecord], prep: Preprocessing, work: Path) -> tuple[float, dict[str, np.ndarray]]:
+    out = Path(tempfile.mkdtemp(dir=work))
+    volumes = {}
+    started = time.perf_counter()
+    for record in records:
+        volume = read_slice_folder_baseline(record.path, prep, expected_slices=record.n_slices)
+        np.save(out / f"{record.key}.npy", volume)
+        volumes[record.key] = volume
+    return time.perf_counter() - started, volumes
+
+
+def run_ingest_benchmark(
+    n_scans: int = 6,
+    n_slices: tuple[int, int] = (60, 120),
+    repeats: int = 3,
+    prep: Preprocessing | None = None,
+    slice_size: int = 512,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Time ingest vs baseline on ``n_scans`` synthetic scans with slice counts spread over ``n_slices``.
+
+    Single process, one core, same scans; times are medians over ``repeats`` runs (each into a fresh cache).
+    """
+    import torch
+
+    prep = prep or Preprocessing()
+    slice_counts = [round(float(v)) for v in np.linspace(n_slices[0], n_slices[1], n_scans)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with tempfile.TemporaryDirectory(prefix="darnet-bench-ingest-") as tmp:
+            work = Path(tmp)
+            records = build_synthetic_ccii(work / "ccii", slice_counts, size=slice_size, seed=seed)
+            ingest_times, baseline_times = [], []
+            for _ in range(repeats):
+                elapsed, cache = _time_ingest(records, prep, work)
+                ingest_times.append(elapsed)
+                elapsed, reference = _time_baseline(records, prep, work)
+                baseline_times.append(elapsed)
+            diffs = [np.abs(cache.load(r).astype(np.int16) - reference[r.key].astype(np.int16)) for r in records]
+    finally:
+        torch.set_num_threads(threads)
+    ingest_s, baseline_s = statistics.median(ingest_times), statistics.median(baseline_times)
+    decoded = sum(len(sampling_plan(n, prep.size[0], prep.depth_interpolation).needed) for n in slice_counts)
+    return {
+        "n_scans": n_scans,
+        "slice_counts": slice_counts,
+        "slice_size": slice_size,
+        "preprocessing": prep.to_dict(),
+        "repeats": repeats,
+        "ingest_s": round(ingest_s, 4),
+        "baseline_s": round(baseline_s, 4),
+        "ingest_scans_per_s": round(n_scans / ingest_s, 3),
+        "baseline_scans_per_s": round(n_scans / baseline_s, 3),
+        "ingest_speedup": round(baseline_s / ingest_s, 3),
+        "slices_decoded_fraction": round(decoded / sum(slice_counts), 3),
+        "max_abs_diff": int(max(int(d.max()) for d in diffs)),
+        "mean_abs_diff": float(round(np.mean([d.mean() for d in diffs]), 5)),
+        "cores": 1,
+        "torch_threads": 1,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scans", type=int, default=6)
+    parser.add_argument("--slices", type=int, nargs=2, default=(60, 120), metavar=("MIN", "MAX"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--size", type=int, nargs=3, default=(64, 224, 224), metavar=("D", "H", "W"))
+    parser.add_argument("--crop", type=int, default=48)
+    parser.add_argument("--depth-interpolation", choices=("linear", "nearest"), default="linear")
+    args = parser.parse_args(argv)
+    prep = Preprocessing(size=tuple(args.size), border_crop=args.crop, depth_interpolation=args.depth_interpolation)
+    result = run_ingest_benchmark(args.scans, tuple(args.slices), args.repeats, prep)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

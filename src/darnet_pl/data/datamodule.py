@@ -1,0 +1,141 @@
+"""LightningDataModule: a scan source + a patient-level split + MONAI transforms -> loaders.
+
+It never knows the model. What it was built with (source, size, classes, split) is saved in the checkpoint via
+``save_hyperparameters``, so ``predict`` can repeat the preprocessing without asking the user.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytorch_lightning as pl
+from monai.data import DataLoader
+
+from darnet_pl.data.dataset import ScanDataset, VolumeLoader
+from darnet_pl.data.records import ScanRecord
+from darnet_pl.data.splits import (
+    SplitError,
+    read_split_manifest,
+    split_summary,
+    stratified_patient_chunks,
+    subsets_for_fold,
+    write_split_manifest,
+)
+from darnet_pl.data.transforms import AugmentConfig, eval_transforms, train_transforms
+
+log = logging.getLogger(__name__)
+
+
+class ScanSource(Protocol):
+    """What the data module needs from a dataset: records, a one-off preparation, and a volume loader."""
+
+    def records(self) -> list[ScanRecord]: ...
+
+    def prepare(self) -> None: ...
+
+    def volume_loader(self) -> VolumeLoader: ...
+
+    def describe(self) -> dict: ...
+
+
+class CTDataModule(pl.LightningDataModule):
+    """Train / val / test loaders for fold ``fold`` of a patient-level split.
+
+    ``split="stratified"`` makes a seeded class-stratified, patient-grouped split of ``n_folds`` chunks plus a test
+    chunk (written to ``split_manifest_out`` for audit); ``split="paper"`` reads ``split_manifest``
+    (``class,patient_id,scan_id,...,split`` with split in fold1..foldK / test), e.g. the DARNet paper's own split.
+    """
+
+    def __init__(
+        self,
+        source: ScanSource,
+        size: Sequence[int] = (64, 224, 224),
+        class_names: Sequence[str] = ("CP", "NCP", "Normal"),
+        split: str = "stratified",
+        split_manifest: str | None = None,
+        split_seed: int = 0,
+        n_folds: int = 5,
+        fold: int = 0,
+        batch_size: int = 8,
+        num_workers: int = 2,
+        pin_memory: bool = False,
+        persistent_workers: bool = True,
+        augment: Mapping[str, Any] | None = None,
+        split_manifest_out: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["source"], logger=False)
+        self.hparams["source_description"] = source.describe()
+        self.source = source
+        self.size = tuple(int(s) for s in size)
+        self.class_names = tuple(class_names)
+        if split not in ("stratified", "paper"):
+            raise ValueError(f"data.split must be 'stratified' or 'paper', got {split!r}")
+        if not 0 <= fold < n_folds:
+            raise ValueError(f"fold={fold} is out of range: folds are 0..{n_folds - 1}")
+        self.augment = AugmentConfig(**(augment or {}))
+        self.subsets: dict[str, list[ScanRecord]] = {}
+
+    def prepare_data(self) -> None:
+        self.source.prepare()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.subsets:
+            return
+        records = self.source.records()
+        chunks = self._chunks(records)
+        self.subsets = subsets_for_fold(records, chunks, self.hparams.fold)
+        for name, subset in self.subsets.items():
+            if not subset:
+                raise SplitError(f"fold {self.hparams.fold}: the {name} subset is empty")
+        log.info("fold %d split\n%s", self.hparams.fold, split_summary(self.subsets, self.class_names))
+        loader = self.source.volume_loader()
+        self.datasets = {
+            "train": ScanDataset(
+                self.subsets["train"], self.class_names, loader, train_transforms(self.size, self.augment)
+            ),
+            "val": ScanDataset(self.subsets["val"], self.class_names, loader, eval_transforms()),
+            "test": ScanDataset(self.subsets["test"], self.class_names, loader, eval_transforms()),
+        }
+
+    def _chunks(self, records: list[ScanRecord]) -> dict[str, str]:
+        hp = self.hparams
+        if hp.split == "paper":
+            if not hp.split_manifest:
+                raise SplitError("data.split=paper needs data.split_manifest=<path to the split CSV>")
+            manifest_records, chunks = read_split_manifest(hp.split_manifest)
+            missing = {r.key for r in manifest_records} - {r.key for r in records}
+            if missing:
+                raise SplitError(
+                    f"{hp.split_manifest}: {len(missing)} scan(s) of the manifest are not in the data, "
+                    f"e.g. {sorted(missing)[0]}"
+                )
+            return chunks
+        chunks = stratified_patient_chunks(records, n_folds=hp.n_folds, seed=hp.split_seed)
+        if hp.split_manifest_out:
+            write_split_manifest(records, chunks, Path(hp.split_manifest_out))
+        return chunks
+
+    def _loader(self, name: str, shuffle: bool) -> DataLoader:
+        workers = self.hparams.num_workers
+        return DataLoader(
+            self.datasets[name],
+            batch_size=self.hparams.batch_size,
+            shuffle=shuffle,
+            num_workers=workers,
+            pin_memory=self.hparams.pin_memory,
+            persistent_workers=self.hparams.persistent_workers and workers > 0,
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

@@ -1,0 +1,44 @@
+"""User errors end with one line naming the file or key and the problem, and a non-zero exit; bugs keep their
+traceback."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+
+from hydra.errors import InstantiationException
+
+log = logging.getLogger("darnet_pl")
+
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, PermissionError, FloatingPointError)
+EXIT_USER_ERROR = 2
+
+
+def user_error_of(error: BaseException) -> BaseException | None:
+    """The user error behind ``error`` (Hydra wraps constructor errors in InstantiationException), or None."""
+    while isinstance(error, InstantiationException) and error.__cause__ is not None:
+        error = error.__cause__
+    return error if isinstance(error, USER_ERRORS) else None
+
+
+def one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the errors a user can fix into ``error: <message>`` and exit code 2 (DARNET_FULL_ERROR=1: traceback)."""
+    try:
+        yield
+    except Exception as error:
+        cause = user_error_of(error)
+        if cause is None or os.environ.get("DARNET_FULL_ERROR"):
+            raise
+        message = one_line(cause)
+        log.error("%s", message)
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USER_ERROR) from None

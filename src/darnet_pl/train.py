@@ -1,0 +1,109 @@
+"""Fit, pick the best-on-validation checkpoint, test it, and write the run's results.
+
+Everything configurable is instantiated here, at the edge, from the Hydra config; the pieces get plain objects.
+Files written into the run directory (each atomically): ``config_resolved.yaml``, ``checkpoints/``,
+``test_metrics.json`` (flat JSON of test metrics), ``predictions.csv`` (per-scan probabilities),
+``split_manifest.csv`` (the split actually used).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import LearningRateMonitor
+
+from darnet_pl.io import atomic_path, write_json_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "test_metrics.json"
+PREDICTIONS_FILE = "predictions.csv"
+
+
+def git_commit() -> str | None:
+    """The commit of the code that ran, for the record (None outside a git checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def build_callbacks(cfg: DictConfig, with_loggers: bool) -> list[pl.Callback]:
+    """Callbacks from the config; the learning-rate monitor only where there is a logger to write to."""
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    return [c for c in callbacks if with_loggers or not isinstance(c, LearningRateMonitor)]
+
+
+def build_loggers(cfg: DictConfig) -> list[Any]:
+    return [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+
+
+def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
+    if ckpt_path == "last":
+        last = output_dir / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            raise FileNotFoundError(f"{last}: ckpt_path=last, but this run has no last checkpoint")
+        return str(last)
+    if ckpt_path and not Path(ckpt_path).is_file():
+        raise FileNotFoundError(f"{ckpt_path}: checkpoint not found")
+    return ckpt_path
+
+
+def write_predictions(rows: list[dict[str, Any]], path: Path) -> None:
+    if not rows:
+        return
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Run one training job described by ``cfg``; returns the test metrics (empty when test=false)."""
+    output_dir = Path(cfg.paths.output_dir)
+    metrics_path = output_dir / METRICS_FILE
+    if metrics_path.is_file() and not cfg.get("redo", False):
+        log.info("%s exists: this job already finished (redo=true runs it again)", metrics_path)
+        return json.loads(metrics_path.read_text())
+
+    write_text_atomic(output_dir / "config_resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    pl.seed_everything(cfg.seed, workers=True)
+
+    datamodule = instantiate(
+        cfg.data, split_manifest_out=str(output_dir / "split_manifest.csv"), _convert_="all"
+    )
+    model = instantiate(cfg.model, _convert_="all")
+    loggers = build_loggers(cfg)
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, callbacks=build_callbacks(cfg, bool(loggers)), logger=loggers or False
+    )
+    for logger in loggers:
+        logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "git_commit": git_commit()})
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.get("ckpt_path"), output_dir))
+
+    metrics: dict[str, float] = {}
+    if cfg.get("test", True):
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if best:
+            log.info("testing the best checkpoint on validation: %s", best)
+        else:
+            log.warning("no best checkpoint was saved; testing the final weights")
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+        if trainer.is_global_zero:
+            write_predictions(model.test_predictions, output_dir / PREDICTIONS_FILE)
+            write_json_atomic(metrics_path, metrics)
+            log.info("test metrics written to %s", metrics_path)
+    return metrics
