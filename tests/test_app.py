@@ -48,9 +48,7 @@ def test_experiments_compose() -> None:
 
 def test_model_config_instantiates_the_paper_model() -> None:
     cfg = _compose("+experiment=darnet", "model.attention=ca")
-    model = instantiate(
-        cfg.model, input_size=[64, 224, 224], class_names=["CP", "NCP", "Normal"], _convert_="all"
-    )
+    model = instantiate(cfg.model, input_size=[64, 224, 224], class_names=["CP", "NCP", "Normal"], _convert_="all")
     assert sum(p.numel() for p in model.net.parameters()) == 33_238_075
     optimizer = model.configure_optimizers()["optimizer"]
     assert type(optimizer).__name__ == "Adam" and optimizer.defaults["lr"] == 1e-3

@@ -8,7 +8,11 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from darnet_pl.cli_args import RangeError, normalize_argv
+from darnet_pl.resolvers import register_resolvers
+
 CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
+MONITORED_TEST_METRIC = "test/3class/auc_macro"
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
@@ -18,12 +22,19 @@ def _run(cfg: DictConfig) -> float | None:
 
     with user_errors():
         metrics = train(cfg)
-    return metrics.get("test/3class/auc_macro")
+    return metrics.get(MONITORED_TEST_METRIC)
 
 
 def main() -> None:
+    """Console entry: normalises the command line (ranges, -m, debug presets), then hands it to Hydra."""
+    register_resolvers()
+    try:
+        sys.argv = normalize_argv(sys.argv)
+    except RangeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     _run()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -10,10 +10,17 @@ import sys
 from collections.abc import Iterator
 
 from hydra.errors import InstantiationException
+from omegaconf.errors import MissingMandatoryValue
 
 log = logging.getLogger("darnet_pl")
 
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, PermissionError, FloatingPointError)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    FileNotFoundError,
+    PermissionError,
+    FloatingPointError,
+    MissingMandatoryValue,
+)
 EXIT_USER_ERROR = 2
 
 
@@ -29,9 +36,23 @@ def one_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+class JobFailed(RuntimeError):
+    """A sweep job stopped by a user error: the sweep goes on with the other jobs and fails at the end."""
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn the errors a user can fix into ``error: <message>`` and exit code 2 (DARNET_FULL_ERROR=1: traceback)."""
+    """Turn the errors a user can fix into ``error: <message>`` and exit code 2 (DARNET_FULL_ERROR=1: traceback).
+
+    Inside a sweep the job fails with a one-line JobFailed instead of exiting, so the other jobs still run.
+    """
     try:
         yield
     except Exception as error:
@@ -40,5 +61,7 @@ def user_errors() -> Iterator[None]:
             raise
         message = one_line(cause)
         log.error("%s", message)
+        if _in_multirun():
+            raise JobFailed(message) from None
         print(f"error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_USER_ERROR) from None

@@ -49,7 +49,11 @@ def build_loggers(cfg: DictConfig) -> list[Any]:
     return [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
 
 
-def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
+def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path, redo: bool = False) -> str | None:
+    """An explicit path, "last" (this run's last.ckpt), or - for an interrupted job - its own last.ckpt."""
+    if ckpt_path is None and not redo and (output_dir / "checkpoints" / "last.ckpt").is_file():
+        log.info("resuming the interrupted job from %s", output_dir / "checkpoints" / "last.ckpt")
+        return str(output_dir / "checkpoints" / "last.ckpt")
     if ckpt_path == "last":
         last = output_dir / "checkpoints" / "last.ckpt"
         if not last.is_file():
@@ -80,9 +84,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     write_text_atomic(output_dir / "config_resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     pl.seed_everything(cfg.seed, workers=True)
 
-    datamodule = instantiate(
-        cfg.data, split_manifest_out=str(output_dir / "split_manifest.csv"), _convert_="all"
-    )
+    datamodule = instantiate(cfg.data, split_manifest_out=str(output_dir / "split_manifest.csv"), _convert_="all")
     model = instantiate(cfg.model, _convert_="all")
     loggers = build_loggers(cfg)
     trainer: pl.Trainer = instantiate(
@@ -91,7 +93,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     for logger in loggers:
         logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "git_commit": git_commit()})
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.get("ckpt_path"), output_dir))
+    resume_from = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir, bool(cfg.get("redo")))
+    # our own checkpoints (they hold callback and hyper-parameter state, not only tensors)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=False)
 
     metrics: dict[str, float] = {}
     if cfg.get("test", True):

@@ -106,18 +106,41 @@ class CTDataModule(pl.LightningDataModule):
         if hp.split == "paper":
             if not hp.split_manifest:
                 raise SplitError("data.split=paper needs data.split_manifest=<path to the split CSV>")
-            manifest_records, chunks = read_split_manifest(hp.split_manifest)
-            missing = {r.key for r in manifest_records} - {r.key for r in records}
-            if missing:
-                raise SplitError(
-                    f"{hp.split_manifest}: {len(missing)} scan(s) of the manifest are not in the data, "
-                    f"e.g. {sorted(missing)[0]}"
-                )
-            return chunks
+            _, chunks = read_split_manifest(hp.split_manifest)
+            return self._available_chunks(chunks, records)
         chunks = stratified_patient_chunks(records, n_folds=hp.n_folds, seed=hp.split_seed)
         if hp.split_manifest_out:
             write_split_manifest(records, chunks, Path(hp.split_manifest_out))
         return chunks
+
+    def _available_chunks(self, chunks: dict[str, str], records: list[ScanRecord]) -> dict[str, str]:
+        """The manifest's chunks restricted to the scans the source has.
+
+        Manifest scans the source does not have (left out by a cleaning list or an exclusion, or failed at
+        ingest) are dropped with a warning, so one damaged scan does not block the paper's split; scans the
+        source has but the manifest lacks are an error, as a split must place every scan.
+        """
+        manifest = self.hparams.split_manifest
+        available = {r.key for r in records}
+        unplaced = [r.key for r in records if r.key not in chunks]
+        if unplaced:
+            raise SplitError(
+                f"{manifest}: {len(unplaced)} scan(s) of the data are not in the split manifest, e.g. {unplaced[0]}"
+            )
+        missing = [key for key in chunks if key not in available]
+        if missing and len(missing) == len(chunks):
+            raise SplitError(f"{manifest}: none of the manifest's {len(chunks)} scans is in the data")
+        if missing:
+            report = getattr(self.source, "report_path", None)
+            log.warning(
+                "%s: %d scan(s) of the split manifest are not available (left out by cleaning or an exclusion, "
+                "or failed at ingest) and are dropped from the split, e.g. %s%s",
+                manifest,
+                len(missing),
+                missing[0],
+                f"; ingest report: {report}" if report else "",
+            )
+        return {key: chunk for key, chunk in chunks.items() if key in available}
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         workers = self.hparams.num_workers

@@ -66,14 +66,10 @@ def check_no_patient_leakage(subsets: Mapping[str, Iterable[ScanRecord]]) -> Non
         )
     mixed = sorted(p for p, names in classes.items() if len(names) > 1)
     if mixed:
-        raise SplitError(
-            f"patient {mixed[0]} has scans labelled {sorted(classes[mixed[0]])}: one class per patient"
-        )
+        raise SplitError(f"patient {mixed[0]} has scans labelled {sorted(classes[mixed[0]])}: one class per patient")
 
 
-def stratified_patient_chunks(
-    records: Sequence[ScanRecord], n_folds: int = 5, seed: int = 0
-) -> dict[str, str]:
+def stratified_patient_chunks(records: Sequence[ScanRecord], n_folds: int = 5, seed: int = 0) -> dict[str, str]:
     """A new seeded split: K+1 class-stratified, patient-grouped chunks; the last is the test set.
 
     Mirrors the paper's protocol (patients in 6 chunks, one held out for testing) with scikit-learn's

@@ -47,9 +47,7 @@ class DualAttentionBlock(nn.Module):
         self.conv2 = nn.Conv3d(out_channels, out_channels, 3, stride=1, padding=1, bias=False)
         self.bn2 = nn.BatchNorm3d(out_channels)
         self.depth_attention = DepthAttention3d(out_channels, depth_out) if use_depth_attention else None
-        self.channel_attention = (
-            ChannelAttention3d(out_channels, ca_reduction) if use_channel_attention else None
-        )
+        self.channel_attention = ChannelAttention3d(out_channels, ca_reduction) if use_channel_attention else None
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:
             self.shortcut = nn.Sequential(
@@ -117,9 +115,7 @@ class DARNet(nn.Module):
                 block_stride = stride if index == 0 else 1
                 depth = conv_output_length(depth, kernel=3, stride=block_stride, padding=1)
                 blocks.append(
-                    DualAttentionBlock(
-                        channels, out_channels, block_stride, depth, use_ca, use_da, ca_reduction
-                    )
+                    DualAttentionBlock(channels, out_channels, block_stride, depth, use_ca, use_da, ca_reduction)
                 )
                 channels = out_channels
             stages.append(nn.Sequential(*blocks))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -117,10 +118,24 @@ def checked_slices(folder: str | os.PathLike[str], expected_slices: int | None =
 
 
 def read_slice_folder(
-    folder: str | os.PathLike[str], prep: Preprocessing, expected_slices: int | None = None
+    folder: str | os.PathLike[str],
+    prep: Preprocessing,
+    expected_slices: int | None = None,
+    positions: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """Fast reader: uint8 (D, H, W) volume of ``prep.size``, decoding only the slices depth sampling uses."""
+    """Fast reader: uint8 (D, H, W) volume of ``prep.size``, decoding only the slices depth sampling uses.
+
+    ``positions`` (0-based, into the numerically ordered slices) makes the scan out of those slices in that
+    order - the hook a cleaning list uses to re-order slices and drop repeated ones; None takes them all.
+    """
     paths = checked_slices(folder, expected_slices)
+    if positions is not None:
+        outside = [p for p in positions if not 0 <= p < len(paths)]
+        if outside:
+            raise ScanError(folder, f"slice position {outside[0]} is outside the scan's {len(paths)} slices")
+        if len(positions) < 2:
+            raise ScanError(folder, f"{len(positions)} slice(s) selected: not a 3D scan")
+        paths = [paths[p] for p in positions]
     volume, _ = resample_planes(len(paths), lambda index: decode_slice(paths[index]), prep)
     return volume
 

@@ -1,0 +1,312 @@
+"""CC-CCII as a scan source: the downloaded slice folders, converted once into the volume cache.
+
+``prepare`` finds the scans (``discover_ccii``, checked against the dataset's index) and converts them;
+``records`` reads back what it left in the cache. The paper's protocol uses the scans as downloaded. He et al.'s
+cleaning list (``he2020_CT_cleaned_v2.csv``) can be applied on top:
+
+- ``apply_cleaning``: re-order slices, drop repeated/noisy slice ranges and leave out scans marked ``discard``.
+  This changes the volumes, so cleaned volumes live in their own cache namespace, named after the list's
+  content hash (``ccii-cleaned-<hash>``): cleaned and raw volumes are never mixed.
+- ``exclude_segmented``: leave out the scans supplied already lung-segmented (``is_seg``), 606 of the 849
+  Normal patients among them. A 3D model can learn that preprocessing difference instead of the disease, so
+  results on raw CC-CCII deserve this control. It selects scans without changing any, so it shares the cache.
+
+Cleaning list semantics (the list has no reference implementation; this is how it is read here, and why):
+
+- slice positions are 0-based indices into the scan's slices in numeric order (the lists start at 0);
+  ``a-b`` is the inclusive range; ``repeat_ids`` separates items with ``;``, ``re_order`` with ``+``;
+- ``re_order`` lists the slices to keep, in their new order (slices it does not name are dropped; in the list
+  it names exactly the non-repeated slices for most scans); ``reverse`` reverses the whole scan;
+- ``repeat_ids`` slices are dropped, also where ``re_order`` names them; ``discard`` (in ``repeat_ids``)
+  leaves the scan out;
+- positions past the scan's last slice are ignored (the list overshoots "to the end" ranges and has a few
+  typos such as ``109120``); each cleaned scan's result is listed in ``selection_report.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from darnet_pl.data.folder_source import CachedSource, Plan, SourceError, describe_preprocessing
+from darnet_pl.data.preprocess import Preprocessing
+from darnet_pl.data.records import DEFAULT_CLASS_NAMES, ScanRecord
+from darnet_pl.data.sources import ScanError, ScanProblem
+from darnet_pl.data.sources.ccii import INDEX_NAME, discover_ccii, read_ccii_index
+
+CLEANING_COLUMNS = ("cls", "pid", "scan_id", "is_seg", "is_repeat", "repeat_ids", "re_order")
+_ITEM = re.compile(r"(\d+)(?:-(\d+))?")
+
+
+class CleaningListError(ValueError):
+    """A cleaning list row that cannot be read: ``<file>:<line>: <what>``."""
+
+
+@dataclass(frozen=True)
+class CleaningEntry:
+    """One row of the cleaning list, parsed."""
+
+    key: str
+    is_seg: bool
+    discard: bool
+    drop: frozenset[int]
+    order: tuple[int, ...] | None
+    reverse: bool
+    line: int
+
+    @property
+    def changes_slices(self) -> bool:
+        return not self.discard and (self.reverse or self.order is not None or bool(self.drop))
+
+    def positions(self, n_slices: int) -> tuple[tuple[int, ...], str]:
+        """The slice positions a scan of ``n_slices`` slices is built from, and a note of what changed."""
+        if self.reverse:
+            base: Sequence[int] = range(n_slices - 1, -1, -1)
+        elif self.order is not None:
+            base = self.order
+        else:
+            base = range(n_slices)
+        kept: list[int] = []
+        seen: set[int] = set()
+        for position in base:
+            if position < n_slices and position not in self.drop and position not in seen:
+                seen.add(position)
+                kept.append(position)
+        notes = []
+        if self.reverse:
+            notes.append("slices reversed")
+        elif self.order is not None and kept != sorted(kept):
+            notes.append("slices re-ordered")
+        if len(kept) < n_slices:
+            notes.append(f"{n_slices - len(kept)} of {n_slices} slices dropped")
+        beyond = sorted({p for p in (*(self.order or ()), *self.drop) if p >= n_slices})
+        if beyond:
+            notes.append(f"{len(beyond)} position(s) past the last slice ignored (e.g. {beyond[0]})")
+        return tuple(kept), "; ".join(notes) or "unchanged"
+
+
+def parse_positions(text: str, separator: str, where: str) -> list[int]:
+    """``"0-3;7"`` -> ``[0, 1, 2, 3, 7]`` (inclusive ranges), refusing anything else with its location."""
+    positions: list[int] = []
+    for item in text.split(separator):
+        match = _ITEM.fullmatch(item.replace(" ", ""))
+        if not match:
+            raise CleaningListError(f"{where}: {item!r} is not a slice position or an a-b range")
+        first = int(match.group(1))
+        last = int(match.group(2)) if match.group(2) is not None else first
+        if last < first:
+            raise CleaningListError(f"{where}: range {item!r} runs backwards")
+        positions.extend(range(first, last + 1))
+    return positions
+
+
+def read_cleaning_list(path: str | os.PathLike[str]) -> dict[str, CleaningEntry]:
+    """Entries of a He et al. cleaning list (``cls,pid,scan_id,is_seg,is_repeat,repeat_ids,re_order``), by key.
+
+    ``is_repeat`` is informational (``repeat_ids`` says what to drop) and is not checked.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: cleaning list not found")
+    entries: dict[str, CleaningEntry] = {}
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in CLEANING_COLUMNS if c not in (reader.fieldnames or ())]
+        if missing:
+            raise CleaningListError(f"{path}: missing column(s) {missing}: expected {','.join(CLEANING_COLUMNS)}")
+        for line, raw in enumerate(reader, start=2):
+            row = {k: (v or "").strip() for k, v in raw.items() if k}
+            where = f"{path}:{line}"
+            if row["is_seg"] not in ("0", "1"):
+                raise CleaningListError(f"{where}: is_seg must be 0 or 1, got {row['is_seg']!r}")
+            key = ScanRecord(row["cls"], row["pid"], row["scan_id"]).key
+            if key in entries:
+                raise CleaningListError(f"{where}: scan {key} listed twice (line {entries[key].line})")
+            repeat, order = row["repeat_ids"], row["re_order"]
+            discard = repeat.lower() == "discard"
+            reverse = order.lower() == "reverse"
+            entries[key] = CleaningEntry(
+                key=key,
+                is_seg=row["is_seg"] == "1",
+                discard=discard,
+                drop=frozenset(parse_positions(repeat, ";", where) if repeat and not discard else ()),
+                order=tuple(parse_positions(order, "+", where)) if order and not reverse else None,
+                reverse=reverse,
+                line=line,
+            )
+    return entries
+
+
+class CCIISource(CachedSource):
+    """CC-CCII slice folders under ``root`` (``<CLASS>/[<archive>/]<patient_id>/<scan_id>/<n>.png``).
+
+    ``index_csv`` defaults to ``<root>/unzip_filenames.csv`` when present. ``cleaning_csv`` is He et al.'s list,
+    needed by ``apply_cleaning`` and ``exclude_segmented`` (both off: the paper's protocol).
+    """
+
+    name = "ccii"
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        cache_dir: str | os.PathLike[str],
+        preprocessing: Mapping[str, Any] | Preprocessing | None = None,
+        index_csv: str | os.PathLike[str] | None = None,
+        workers: int = -1,
+        strict: bool = False,
+        cleaning_csv: str | os.PathLike[str] | None = None,
+        exclude_segmented: bool = False,
+        apply_cleaning: bool = False,
+        class_names: Sequence[str] = DEFAULT_CLASS_NAMES,
+        progress: bool = True,
+    ) -> None:
+        super().__init__(cache_dir, preprocessing, workers, strict, progress)
+        self.root = Path(root).expanduser()
+        self.index_csv = Path(index_csv).expanduser() if index_csv else None
+        self.cleaning_csv = Path(cleaning_csv).expanduser() if cleaning_csv else None
+        self.exclude_segmented = bool(exclude_segmented)
+        self.apply_cleaning = bool(apply_cleaning)
+        self.class_names = tuple(class_names)
+        if (self.apply_cleaning or self.exclude_segmented) and self.cleaning_csv is None:
+            raise SourceError(
+                "data.source.apply_cleaning / exclude_segmented need data.source.cleaning_csv="
+                "<path to he2020_CT_cleaned_v2.csv>"
+            )
+        self.cleaning_digest = _digest(self.cleaning_csv) if self.cleaning_csv else None
+        self._cleaning: dict[str, CleaningEntry] | None = None
+
+    # ------------------------------------------------------------------ cleaning
+
+    @property
+    def cleaning(self) -> dict[str, CleaningEntry]:
+        """The parsed cleaning list (empty without one), read once."""
+        if self._cleaning is None:
+            self._cleaning = read_cleaning_list(self.cleaning_csv) if self.cleaning_csv else {}
+        return self._cleaning
+
+    def namespace(self) -> str:
+        """``ccii`` for the volumes as downloaded, ``ccii-cleaned-<list hash>`` for cleaned ones."""
+        return f"ccii-cleaned-{self.cleaning_digest}" if self.apply_cleaning else "ccii"
+
+    def select(self, records: Sequence[ScanRecord]) -> tuple[list[ScanRecord], dict[str, str]]:
+        """Leave out discarded scans (``apply_cleaning``) and pre-segmented ones (``exclude_segmented``)."""
+        if not (self.apply_cleaning or self.exclude_segmented):
+            return list(records), {}
+        kept, excluded = [], {}
+        for record in records:
+            entry = self.cleaning.get(record.key)
+            if entry is not None and self.apply_cleaning and entry.discard:
+                excluded[record.key] = f"marked discard in {self.cleaning_csv.name}"
+            elif entry is not None and self.exclude_segmented and entry.is_seg:
+                excluded[record.key] = f"supplied lung-segmented (is_seg in {self.cleaning_csv.name})"
+            else:
+                kept.append(record)
+        return kept, excluded
+
+    # ------------------------------------------------------------------ planning
+
+    def check_root(self) -> None:
+        if not self.root.is_dir():
+            raise FileNotFoundError(
+                f"{self.root}: CC-CCII data root not found (set data.root=<folder holding CP/, NCP/, Normal/>)"
+            )
+
+    def index_path(self) -> Path | None:
+        if self.index_csv is not None:
+            return self.index_csv
+        default = self.root / INDEX_NAME
+        return default if default.is_file() else None
+
+    def plan(self, dry_run: bool = False, listed: Sequence[ScanRecord] | None = None) -> Plan:
+        """Discover the scans (with ``dry_run``: list them from the index alone; or take ``listed``, e.g. a split
+        manifest's records), then apply the cleaning list's selection and slice positions."""
+        self.check_root()
+        try:
+            if listed is not None:
+                records, problems = list(listed), []
+            else:
+                records, problems = self._index_records() if dry_run else self._discover()
+        except ScanError as error:
+            raise SourceError(str(error)) from None
+        kept, excluded = self.select(records)
+        plan = Plan(kept, problems, excluded)
+        if self.apply_cleaning:
+            self._plan_cleaning(plan, count_slices=not dry_run)
+        return plan
+
+    def _discover(self) -> tuple[list[ScanRecord], list[ScanProblem]]:
+        return discover_ccii(self.root, self.index_csv, class_names=self.class_names)
+
+    def _index_records(self) -> tuple[list[ScanRecord], list[ScanProblem]]:
+        index = self.index_path()
+        if index is None:
+            raise FileNotFoundError(
+                f"{self.root}: no {INDEX_NAME} here; a dry run lists the scans from the index "
+                "(data.source.index_csv=<path>)"
+            )
+        entries, problems = read_ccii_index(index)
+        records = [
+            ScanRecord(e.label, e.patient_id, e.scan_id, n_slices=e.n_slice)
+            for e in entries.values()
+            if e.label in self.class_names
+        ]
+        return records, problems
+
+    def _plan_cleaning(self, plan: Plan, count_slices: bool) -> None:
+        """Slice positions and notes for every kept scan the list changes; uncountable scans become problems."""
+        from darnet_pl.data.sources.slices import list_slices
+
+        kept = []
+        for record in plan.records:
+            entry = self.cleaning.get(record.key)
+            if entry is None or not entry.changes_slices:
+                kept.append(record)
+                continue
+            n_slices = record.n_slices
+            if n_slices is None and count_slices:  # no index: count the folder (never convert it uncleaned)
+                try:
+                    n_slices = len(list_slices(record.path or ""))
+                except ScanError as error:
+                    plan.problems.append(ScanProblem.from_error(record.key, error))
+                    continue
+            if n_slices is None:
+                plan.notes[record.key] = "to be cleaned (slice count not listed)"
+                kept.append(record)
+                continue
+            positions, note = entry.positions(n_slices)
+            if len(positions) < 2:  # e.g. repeat_ids covering the whole scan: nothing left to learn from
+                plan.excluded[record.key] = f"fewer than 2 slices left by {self.cleaning_csv.name}"
+                continue
+            kept.append(record)
+            plan.positions[record.key], plan.notes[record.key] = positions, note
+        plan.records = kept
+
+    # ------------------------------------------------------------------ description
+
+    def describe(self) -> dict:
+        return {
+            "source": self.name,
+            "root": str(self.root),
+            "index_csv": str(self.index_csv) if self.index_csv else None,
+            "preprocessing": describe_preprocessing(self.prep),
+            "preprocessing_version": self.prep.to_dict()["version"],
+            "cache_dir": str(self.cache_dir),
+            "cache_key": self.cache_key,
+            "cleaning_csv": str(self.cleaning_csv) if self.cleaning_csv else None,
+            "cleaning_digest": self.cleaning_digest,
+            "apply_cleaning": self.apply_cleaning,
+            "exclude_segmented": self.exclude_segmented,
+            "class_names": list(self.class_names),
+        }
+
+
+def _digest(path: Path) -> str:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: cleaning list not found")
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:10]

@@ -1,0 +1,313 @@
+"""Find the training jobs under a sweep (or one run) folder and read what each one wrote.
+
+A job folder is recognised by the files ``darnet_pl.train`` writes (``config_resolved.yaml``, ``test_metrics.json``)
+or by Hydra's ``.hydra/config.yaml``, at any depth, so a Hydra multirun (``<sweep>/<job.num>/``), a hand-made layout
+(``<sweep>/<variant>/fold<k>/``) and a single run folder are all read the same way. Jobs are grouped into table rows
+by their attention variant plus any other override that differs between jobs (everything but the fold), so a sweep
+over, say, ``data.split_seed`` never averages different experiments together.
+
+Only reads: nothing under the sweep is written or moved here.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import OmegaConf
+
+METRICS_FILE = "test_metrics.json"
+PREDICTIONS_FILE = "predictions.csv"
+CONFIG_FILE = "config_resolved.yaml"
+HYDRA_CONFIG = Path(".hydra") / "config.yaml"
+HYDRA_OVERRIDES = Path(".hydra") / "overrides.yaml"
+
+DEFAULT_CLASS_NAMES = ("CP", "NCP", "Normal")
+DEFAULT_POSITIVE = "NCP"
+# The paper's order of the ablation rows (Tables III, IV); unknown variants follow alphabetically.
+VARIANT_ORDER = ("none", "ca", "da", "dual")
+
+# Folders that never hold a job: skipped while walking (speed) and never mistaken for jobs.
+_SKIP_DIRS = {".hydra", "checkpoints", "csv", "wandb", "tensorboard", "__pycache__", ".git", "report"}
+# Overrides that do not define an experiment: the fold is what is averaged over, the variant is its own key, the
+# rest only say where or whether a job runs.
+_IGNORED_OVERRIDE_KEYS = {"fold", "data.fold", "model.attention", "redo", "ckpt_path", "test"}
+_IGNORED_OVERRIDE_PREFIXES = ("hydra.", "paths.", "logger", "trainer.devices", "trainer.accelerator")
+
+
+@dataclass
+class Predictions:
+    """Per-scan test probabilities of one job, in the class order of ``class_names``."""
+
+    patient_ids: np.ndarray  # (N,) str
+    scan_ids: np.ndarray  # (N,) str
+    labels: np.ndarray  # (N,) int
+    probs: np.ndarray  # (N, K) float64
+    class_names: tuple[str, ...]
+
+    @property
+    def keys(self) -> list[tuple[str, str]]:
+        return list(zip(self.patient_ids.tolist(), self.scan_ids.tolist(), strict=True))
+
+
+@dataclass
+class Job:
+    """One training job folder and what it holds."""
+
+    path: Path
+    variant: str
+    fold: int | None
+    overrides: tuple[str, ...]
+    class_names: tuple[str, ...]
+    positive_class: str
+    metrics: dict[str, float] | None = None
+    predictions: Predictions | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.metrics is not None
+
+
+@dataclass
+class Group:
+    """The jobs of one table row: same variant and same experiment overrides, different folds."""
+
+    variant: str
+    overrides: tuple[str, ...]  # the experiment-defining overrides (fold and variant removed)
+    shown_overrides: tuple[str, ...] = ()  # those that differ between groups, for the row's label
+    jobs: list[Job] = field(default_factory=list)  # completed jobs, by fold
+    incomplete: list[Job] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, tuple[str, ...]]:
+        return (self.variant, self.overrides)
+
+    @property
+    def folds(self) -> list[int | None]:
+        return [job.fold for job in self.jobs]
+
+    @property
+    def slug(self) -> str:
+        """A file-name-safe name of the group: the variant, then the differing overrides."""
+        text = "__".join((self.variant, *self.shown_overrides))
+        return re.sub(r"[^A-Za-z0-9_.=-]+", "-", text).strip("-") or "run"
+
+
+@dataclass
+class Collection:
+    root: Path
+    groups: list[Group]
+    jobs: list[Job]
+    problems: list[str]
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        done = [job for job in self.jobs if job.complete] or self.jobs
+        return done[0].class_names if done else DEFAULT_CLASS_NAMES
+
+    @property
+    def positive_class(self) -> str:
+        done = [job for job in self.jobs if job.complete] or self.jobs
+        return done[0].positive_class if done else DEFAULT_POSITIVE
+
+
+def is_job_dir(path: Path) -> bool:
+    return (path / CONFIG_FILE).is_file() or (path / METRICS_FILE).is_file() or (path / HYDRA_CONFIG).is_file()
+
+
+def find_job_dirs(root: Path, skip: Iterable[Path] = ()) -> list[Path]:
+    """Every job folder under ``root`` (``root`` itself included), in sorted order; job folders are not descended."""
+    skipped = {Path(p).resolve() for p in skip}
+    found: list[Path] = []
+    for current, dirs, _files in os.walk(root):
+        here = Path(current)
+        if here.resolve() in skipped:
+            dirs[:] = []
+            continue
+        if is_job_dir(here):
+            found.append(here)
+            dirs[:] = []
+            continue
+        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith("."))
+    return sorted(found)
+
+
+def _load_yaml(path: Path) -> Any:
+    try:
+        return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except Exception:  # a torn or hand-edited file: the job is reported, not the whole report lost
+        return None
+
+
+def _select(config: Any, dotted: str) -> Any:
+    node = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def experiment_overrides(overrides: Sequence[str]) -> tuple[str, ...]:
+    """The overrides that define the experiment: without fold, variant and where-to-write settings."""
+    kept = []
+    for item in overrides:
+        key = _override_key(str(item))
+        if key in _IGNORED_OVERRIDE_KEYS or key.startswith(_IGNORED_OVERRIDE_PREFIXES):
+            continue
+        kept.append(str(item))
+    return tuple(sorted(kept))
+
+
+def read_metrics(path: Path) -> dict[str, float]:
+    """``test_metrics.json`` with the ``test/`` prefix dropped: keys as PaperMetrics names them."""
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    return {str(k).removeprefix("test/"): float(v) for k, v in raw.items()}
+
+
+def read_predictions(path: Path, class_names: Sequence[str] | None = None) -> Predictions:
+    """``predictions.csv`` as arrays; classes in ``class_names`` order (else the order of the ``prob_*`` columns)."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        header = reader.fieldnames or []
+        rows = list(reader)
+    prob_columns = [name[len("prob_") :] for name in header if name.startswith("prob_")]
+    names = tuple(class_names) if class_names else tuple(prob_columns)
+    missing = [c for c in ("patient_id", "scan_id", "label", *(f"prob_{n}" for n in names)) if c not in header]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing}")
+    if not rows:
+        raise ValueError(f"{path}: no predictions")
+    probs = np.array([[float(row[f"prob_{n}"]) for n in names] for row in rows], dtype=np.float64)
+    return Predictions(
+        patient_ids=np.array([row["patient_id"] for row in rows], dtype=str),
+        scan_ids=np.array([row["scan_id"] for row in rows], dtype=str),
+        labels=np.array([int(row["label"]) for row in rows], dtype=np.int64),
+        probs=probs,
+        class_names=names,
+    )
+
+
+def read_job(path: Path) -> Job:
+    """What one job folder says about itself; unreadable parts become ``problems``, never exceptions."""
+    problems: list[str] = []
+    config = None
+    for candidate in (path / CONFIG_FILE, path / HYDRA_CONFIG):
+        if candidate.is_file():
+            config = _load_yaml(candidate)
+            if config is None:
+                problems.append(f"{candidate}: unreadable YAML")
+            else:
+                break
+    variant = _select(config, "model.attention")
+    fold = _select(config, "fold")
+    class_names = _select(config, "data.class_names")
+    positive = _select(config, "model.positive_class")
+    overrides_raw = _load_yaml(path / HYDRA_OVERRIDES) if (path / HYDRA_OVERRIDES).is_file() else []
+    overrides = experiment_overrides(overrides_raw if isinstance(overrides_raw, list) else [])
+
+    job = Job(
+        path=path,
+        variant=str(variant) if isinstance(variant, str) else "unknown",
+        fold=int(fold) if isinstance(fold, int) else None,
+        overrides=overrides,
+        class_names=tuple(class_names) if isinstance(class_names, list) else DEFAULT_CLASS_NAMES,
+        positive_class=str(positive) if isinstance(positive, str) else DEFAULT_POSITIVE,
+        problems=problems,
+    )
+    if config is None and not problems:
+        problems.append(f"{path}: no {CONFIG_FILE}; variant and fold unknown")
+    if (path / METRICS_FILE).is_file():
+        try:
+            job.metrics = read_metrics(path / METRICS_FILE)
+        except (ValueError, OSError) as error:
+            problems.append(f"{path / METRICS_FILE}: unreadable ({error})")
+    if (path / PREDICTIONS_FILE).is_file():
+        try:
+            job.predictions = read_predictions(path / PREDICTIONS_FILE, job.class_names)
+        except (ValueError, OSError, KeyError) as error:
+            problems.append(f"{path / PREDICTIONS_FILE}: unreadable ({error})")
+    elif job.metrics is not None:
+        problems.append(f"{path}: {METRICS_FILE} but no {PREDICTIONS_FILE}; left out of the ensemble and the plots")
+    return job
+
+
+def variant_rank(variant: str) -> tuple[int, str]:
+    return (VARIANT_ORDER.index(variant), "") if variant in VARIANT_ORDER else (len(VARIANT_ORDER), variant)
+
+
+def _dedupe(jobs: list[Job], problems: list[str]) -> list[Job]:
+    """One job per fold: a fold run twice keeps its newest result, and the report says so."""
+    by_fold: dict[int | None, list[Job]] = {}
+    for job in jobs:
+        by_fold.setdefault(job.fold, []).append(job)
+    kept = []
+    for fold, same in by_fold.items():
+        if fold is None or len(same) == 1:
+            kept.extend(same)
+            continue
+        same.sort(key=lambda j: (j.path / METRICS_FILE).stat().st_mtime)
+        kept.append(same[-1])
+        dropped = ", ".join(str(j.path) for j in same[:-1])
+        problems.append(
+            f"fold {fold} of {same[-1].variant} finished more than once: using {same[-1].path}, not {dropped}"
+        )
+    return sorted(kept, key=lambda j: (j.fold is None, j.fold or 0, str(j.path)))
+
+
+def collect(root: str | os.PathLike[str], skip: Iterable[Path] = ()) -> Collection:
+    """Read every job under ``root`` and group them into table rows."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such directory")
+    jobs = [read_job(path) for path in find_job_dirs(root, skip)]
+    problems = [p for job in jobs for p in job.problems]
+
+    groups: dict[tuple[str, tuple[str, ...]], Group] = {}
+    for job in jobs:
+        group = groups.setdefault((job.variant, job.overrides), Group(job.variant, job.overrides))
+        (group.jobs if job.complete else group.incomplete).append(job)
+    all_overrides = [set(g.overrides) for g in groups.values()]
+    common = set.intersection(*all_overrides) if all_overrides else set()
+    for group in groups.values():
+        group.shown_overrides = tuple(o for o in group.overrides if o not in common)
+        group.jobs = _dedupe(group.jobs, problems)
+    ordered = sorted(groups.values(), key=lambda g: (variant_rank(g.variant), g.shown_overrides))
+    return Collection(root=root, groups=ordered, jobs=jobs, problems=problems)
+
+
+def missing_jobs(collection: Collection, expected_folds: int | None = None) -> list[str]:
+    """Human-readable lines for every job that should be there and has no result.
+
+    Expected folds are ``0 .. expected_folds-1`` when given; otherwise every fold seen in any group (a variant with
+    fewer folds than the others is incomplete).
+    """
+    lines: list[str] = []
+    seen = {job.fold for group in collection.groups for job in group.jobs + group.incomplete if job.fold is not None}
+    expected = set(range(expected_folds)) if expected_folds else seen
+    for group in collection.groups:
+        label = group.slug
+        for job in group.incomplete:
+            lines.append(
+                f"{label} fold {job.fold}: {job.path} has a config but no {METRICS_FILE} (unfinished or failed)"
+            )
+        have = {job.fold for job in group.jobs + group.incomplete}
+        for fold in sorted(expected - have):
+            lines.append(f"{label} fold {fold}: no job folder")
+        done = len(group.jobs)
+        want = len(expected) if expected else done
+        if done < want:
+            lines.append(f"{label}: {done} of {want} folds finished")
+    return lines

@@ -1,0 +1,257 @@
+"""Fold ensembles and patient-level bootstrap confidence intervals.
+
+Point estimates go through the project's own ``PaperMetrics`` (probabilities fed as logits = log p, whose softmax
+is p again), so every number means exactly what a training job's ``test_metrics.json`` means. The bootstrap needs
+the same metrics thousands of times; ``weighted_metrics`` re-implements them in numpy for a whole batch of
+resamples at once (a resample is a vector of integer scan weights: how often each scan's patient was drawn), and
+the tests check it against ``PaperMetrics`` at unit weights.
+
+Resampling is by patient, with all their scans, because scans of one patient are not independent: resampling
+scans would give intervals that are too narrow.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from darnet_pl.metrics import PaperMetrics
+from darnet_pl.report.collect import Predictions
+
+# float32 softmax of log(p) must stay finite: a probability of exactly 0 becomes the smallest normal float32.
+_TINY = float(np.finfo(np.float32).tiny)
+
+
+def probs_to_logits(probs: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.log(np.clip(np.asarray(probs, dtype=np.float64), _TINY, None)))
+
+
+def paper_metrics(
+    probs: np.ndarray, labels: np.ndarray, class_names: Sequence[str], positive_class: str
+) -> dict[str, float]:
+    """PaperMetrics of per-scan probabilities (the same definitions a training job's test metrics use)."""
+    metrics = PaperMetrics(class_names, positive_class)
+    metrics.update(probs_to_logits(probs), torch.as_tensor(np.asarray(labels), dtype=torch.long))
+    with warnings.catch_warnings():  # a class absent from the test set: the report notes it once, in words
+        warnings.simplefilter("ignore", UserWarning)
+        return metrics.compute()
+
+
+def as_paper_sees_them(probs: np.ndarray) -> np.ndarray:
+    """The probabilities exactly as PaperMetrics computes with them (float32 softmax of log p), so that ties and
+    argmax decisions in the bootstrap are the ones of the point estimate."""
+    return probs_to_logits(probs).float().softmax(dim=1).double().numpy()
+
+
+@dataclass
+class Ensemble:
+    """The mean softmax of a group's fold models on the scans all of them were tested on."""
+
+    probs: np.ndarray  # (N, K) mean over folds
+    fold_probs: np.ndarray  # (F, N, K) aligned per-fold probabilities
+    labels: np.ndarray
+    patient_ids: np.ndarray
+    scan_ids: np.ndarray
+    folds: list[int | None]
+    same_test_set: bool
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_scans(self) -> int:
+        return len(self.labels)
+
+    @property
+    def n_patients(self) -> int:
+        return len(np.unique(self.patient_ids))
+
+
+def fold_ensemble(predictions: Sequence[Predictions], folds: Sequence[int | None]) -> Ensemble:
+    """Join the folds' predictions on (patient_id, scan_id) and average their probabilities.
+
+    All folds should have been tested on the same scans. If not, the ensemble is built on the scans every fold saw,
+    and ``same_test_set`` is False with a note naming the difference; scans whose label differs between folds are
+    dropped with a note.
+    """
+    if not predictions:
+        raise ValueError("no predictions to ensemble")
+    notes: list[str] = []
+    key_sets = [set(p.keys) for p in predictions]
+    common = set.intersection(*key_sets)
+    same = all(len(s) == len(common) for s in key_sets)
+    if not same:
+        sizes = ", ".join(f"fold {f}: {len(s)}" for f, s in zip(folds, key_sets, strict=True))
+        notes.append(
+            f"the folds were not tested on the same scans ({sizes}); the ensemble uses the {len(common)} common"
+        )
+    if any(len(p.keys) != len(set(p.keys)) for p in predictions):
+        notes.append("a predictions file lists a (patient_id, scan_id) twice; the last row wins")
+    order = sorted(common)
+    index = {key: i for i, key in enumerate(order)}
+    k = predictions[0].probs.shape[1]
+    fold_probs = np.full((len(predictions), len(order), k), np.nan)
+    fold_labels = np.full((len(predictions), len(order)), -1, dtype=np.int64)
+    for f, pred in enumerate(predictions):
+        for row, key in enumerate(pred.keys):
+            i = index.get(key)
+            if i is not None:
+                fold_probs[f, i] = pred.probs[row]
+                fold_labels[f, i] = pred.labels[row]
+    agree = (fold_labels == fold_labels[0]).all(axis=0)
+    if not agree.all():
+        notes.append(f"{int((~agree).sum())} scans have different labels in different folds; left out")
+        same = False
+    fold_probs, labels = fold_probs[:, agree], fold_labels[0, agree]
+    keys = [key for key, ok in zip(order, agree, strict=True) if ok]
+    return Ensemble(
+        probs=fold_probs.mean(axis=0),
+        fold_probs=fold_probs,
+        labels=labels,
+        patient_ids=np.array([p for p, _ in keys], dtype=str),
+        scan_ids=np.array([s for _, s in keys], dtype=str),
+        folds=list(folds),
+        same_test_set=same,
+        notes=notes,
+    )
+
+
+def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """0 where the denominator is 0, as PaperMetrics (scikit-learn's zero_division=0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
+
+
+def weighted_auc(scores: np.ndarray, positive: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """ROC AUC for each row of ``weights`` (B, N) at once: the weighted Mann-Whitney statistic, ties counting 1/2.
+
+    Equal to the trapezoidal ROC AUC of scikit-learn and torchmetrics with the scans repeated ``weight`` times.
+    NaN where a resample has no positives or no negatives.
+    """
+    order = np.argsort(scores, kind="stable")
+    sorted_scores = scores[order]
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(sorted_scores)) + 1))  # one block per distinct score
+    w = weights[:, order]
+    pos = positive[order].astype(bool)
+    pos_w = np.add.reduceat(np.where(pos, w, 0.0), starts, axis=1)
+    neg_w = np.add.reduceat(np.where(pos, 0.0, w), starts, axis=1)
+    neg_below = np.cumsum(neg_w, axis=1) - neg_w
+    wins = (pos_w * (neg_below + 0.5 * neg_w)).sum(axis=1)
+    den = pos_w.sum(axis=1) * neg_w.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, wins / np.where(den > 0, den, 1), np.nan)
+
+
+def weighted_metrics(
+    probs: np.ndarray, labels: np.ndarray, weights: np.ndarray, class_names: Sequence[str], positive_class: str
+) -> dict[str, np.ndarray]:
+    """PaperMetrics' main numbers for every row of scan weights ``weights`` (B, N); each value has shape (B,)."""
+    k = probs.shape[1]
+    p = list(class_names).index(positive_class)
+    block = f"{k}class"
+    pred = probs.argmax(axis=1)
+    cell = np.zeros((len(labels), k * k))
+    cell[np.arange(len(labels)), labels * k + pred] = 1.0
+    confusion = (weights @ cell).reshape(-1, k, k)  # (B, true, predicted)
+    total = confusion.sum(axis=(1, 2))
+    tp = np.diagonal(confusion, axis1=1, axis2=2)
+    fn = confusion.sum(axis=2) - tp
+    fp = confusion.sum(axis=1) - tp
+    tn = total[:, None] - tp - fn - fp
+    sensitivity = _safe_div(tp, tp + fn)
+    specificity = _safe_div(tn, tn + fp)
+    precision = _safe_div(tp, tp + fp)
+    f1 = _safe_div(2 * precision * sensitivity, precision + sensitivity)
+    acc_ovr = _safe_div(tp + tn, np.broadcast_to(total[:, None], tp.shape))
+    auc = np.stack([weighted_auc(probs[:, c], labels == c, weights) for c in range(k)], axis=1)
+    out = {
+        "2class/auc": auc[:, p],
+        "2class/accuracy": acc_ovr[:, p],
+        "2class/sensitivity": sensitivity[:, p],
+        "2class/specificity": specificity[:, p],
+        "2class/f1": f1[:, p],
+        f"{block}/auc_macro": auc.mean(axis=1),
+        f"{block}/accuracy": _safe_div(tp.sum(axis=1), total),
+        f"{block}/accuracy_ovr_macro": acc_ovr.mean(axis=1),
+        f"{block}/sensitivity_macro": sensitivity.mean(axis=1),
+        f"{block}/specificity_macro": specificity.mean(axis=1),
+        f"{block}/f1_macro": f1.mean(axis=1),
+    }
+    for c, name in enumerate(class_names):
+        out[f"{block}/{name}/auc"] = auc[:, c]
+        out[f"{block}/{name}/sensitivity"] = sensitivity[:, c]
+        out[f"{block}/{name}/specificity"] = specificity[:, c]
+        out[f"{block}/{name}/f1"] = f1[:, c]
+    return out
+
+
+@dataclass
+class Bootstrap:
+    """Percentile intervals of a patient-level bootstrap."""
+
+    intervals: dict[str, tuple[float, float]]
+    n_resamples: int
+    n_valid: dict[str, int]  # resamples where the metric was defined (e.g. AUC needs both classes present)
+    seed: int
+    level: float
+    n_patients: int
+    n_scans: int
+
+
+def resample_weights(patient_ids: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """(B, N) scan weights: how often each scan's patient was drawn in each of ``n_resamples`` patient resamples."""
+    patients, scan_patient = np.unique(patient_ids, return_inverse=True)
+    n = len(patients)
+    draws = rng.integers(0, n, size=(n_resamples, n))
+    flat = (np.arange(n_resamples)[:, None] * n + draws).ravel()
+    counts = np.bincount(flat, minlength=n_resamples * n).reshape(n_resamples, n)
+    return counts[:, scan_patient].astype(np.float64)
+
+
+def patient_bootstrap(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    patient_ids: np.ndarray,
+    class_names: Sequence[str],
+    positive_class: str,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    chunk: int = 250,
+) -> Bootstrap:
+    """Percentile ``level`` intervals of every PaperMetrics number, resampling patients with all their scans.
+
+    Resamples are processed ``chunk`` at a time (memory B x N), so 1000 resamples of ~1000 scans take well under a
+    second; the same ``seed`` gives the same intervals.
+    """
+    probs = as_paper_sees_them(probs)
+    labels = np.asarray(labels, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    collected: dict[str, list[np.ndarray]] = {}
+    for start in range(0, n_resamples, chunk):
+        weights = resample_weights(np.asarray(patient_ids), min(chunk, n_resamples - start), rng)
+        for name, values in weighted_metrics(probs, labels, weights, class_names, positive_class).items():
+            collected.setdefault(name, []).append(values)
+    alpha = (1.0 - level) / 2.0
+    intervals: dict[str, tuple[float, float]] = {}
+    n_valid: dict[str, int] = {}
+    for name, parts in collected.items():
+        values = np.concatenate(parts)
+        valid = values[np.isfinite(values)]
+        n_valid[name] = len(valid)
+        if len(valid):
+            low, high = np.quantile(valid, [alpha, 1.0 - alpha])
+            intervals[name] = (float(low), float(high))
+        else:
+            intervals[name] = (float("nan"), float("nan"))
+    return Bootstrap(
+        intervals=intervals,
+        n_resamples=n_resamples,
+        n_valid=n_valid,
+        seed=seed,
+        level=level,
+        n_patients=len(np.unique(patient_ids)),
+        n_scans=len(labels),
+    )
