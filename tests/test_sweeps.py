@@ -89,6 +89,8 @@ def test_two_fold_multirun_through_the_entry_point(tmp_path: Path) -> None:
     for path in metrics:
         values = json.loads(path.read_text())
         assert 0.0 <= values["test/3class/auc_macro"] <= 1.0
+    table = (sweep / "report" / "table_iv.md").read_text()  # written by the end-of-sweep callback
+    assert "DARNet" in table and "2 folds" in table
     before = [p.stat().st_mtime_ns for p in metrics]
 
     again = run_cli(*args, cwd=tmp_path)
@@ -105,3 +107,19 @@ def test_a_failing_job_does_not_stop_the_sweep(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "fold=7 is out of range" in result.stdout + result.stderr
     assert len(list(tmp_path.rglob("test_metrics.json"))) == 1
+
+
+@pytest.mark.slow
+def test_wandb_offline_run_records_the_metrics(tmp_path: Path) -> None:
+    result = run_cli(
+        "+experiment=smoke", "debug=tiny", "logger=wandb", "fold=1", f"paths.log_dir={tmp_path}", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = list(tmp_path.rglob("offline-run-*"))
+    assert len(runs) == 1
+    # wandb keeps an offline run in its binary log until `wandb sync`: the logged keys are in it verbatim
+    log_bytes = next(runs[0].glob("run-*.wandb")).read_bytes()
+    for key in (b"test/3class/auc_macro", b"val/loss", b"train/loss_epoch", b"git_commit", b"smoke-dual-fold1"):
+        assert key in log_bytes, key
+    tables = {p.name.split("_table")[0] for p in runs[0].rglob("*.table.json")}
+    assert {"confusion_matrix", "roc"} <= tables

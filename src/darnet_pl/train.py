@@ -19,8 +19,11 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor
+from pytorch_lightning.loggers import WandbLogger
 
+from darnet_pl.ddp import single_device_trainer
 from darnet_pl.io import atomic_path, write_json_atomic, write_text_atomic
+from darnet_pl.wandb_results import finish_wandb_runs, log_test_plots
 
 log = logging.getLogger(__name__)
 
@@ -98,16 +101,23 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=False)
 
     metrics: dict[str, float] = {}
+    if not trainer.is_global_zero:
+        return metrics  # DDP: the other ranks only train; rank 0 tests and writes the results
     if cfg.get("test", True):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if best:
             log.info("testing the best checkpoint on validation: %s", best)
         else:
             log.warning("no best checkpoint was saved; testing the final weights")
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+        tester = single_device_trainer(trainer)  # after DDP, one device, so that every test scan counts once
+        tester.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
+        metrics = {k: float(v) for k, v in tester.callback_metrics.items() if k.startswith("test/")}
         if trainer.is_global_zero:
             write_predictions(model.test_predictions, output_dir / PREDICTIONS_FILE)
             write_json_atomic(metrics_path, metrics)
             log.info("test metrics written to %s", metrics_path)
+            for logger in loggers:
+                if isinstance(logger, WandbLogger):
+                    log_test_plots(logger, model.test_predictions, model.class_names)
+    finish_wandb_runs(loggers)
     return metrics

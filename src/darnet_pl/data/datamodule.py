@@ -7,12 +7,14 @@ It never knows the model. What it was built with (source, size, classes, split) 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import pytorch_lightning as pl
 from monai.data import DataLoader
+from torch.utils.data import DistributedSampler
 
 from darnet_pl.data.dataset import ScanDataset, VolumeLoader
 from darnet_pl.data.records import ScanRecord
@@ -25,6 +27,7 @@ from darnet_pl.data.splits import (
     write_split_manifest,
 )
 from darnet_pl.data.transforms import AugmentConfig, eval_transforms, train_transforms
+from darnet_pl.ddp import per_device
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +109,11 @@ class CTDataModule(pl.LightningDataModule):
         if hp.split == "paper":
             if not hp.split_manifest:
                 raise SplitError("data.split=paper needs data.split_manifest=<path to the split CSV>")
-            _, chunks = read_split_manifest(hp.split_manifest)
-            return self._available_chunks(chunks, records)
-        chunks = stratified_patient_chunks(records, n_folds=hp.n_folds, seed=hp.split_seed)
-        if hp.split_manifest_out:
+            _, manifest_chunks = read_split_manifest(hp.split_manifest)
+            chunks = self._available_chunks(manifest_chunks, records)
+        else:
+            chunks = stratified_patient_chunks(records, n_folds=hp.n_folds, seed=hp.split_seed)
+        if hp.split_manifest_out:  # the split actually used, for audit
             write_split_manifest(records, chunks, Path(hp.split_manifest_out))
         return chunks
 
@@ -144,10 +148,19 @@ class CTDataModule(pl.LightningDataModule):
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         workers = self.hparams.num_workers
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
+        # data.batch_size is the GLOBAL batch: under DDP each process loads its share. Training batches are cut from
+        # one seeded permutation the same way whatever the number of processes (Lightning keeps a sampler that is
+        # already distributed), so DDP trains on exactly the global batches of a one-process run.
+        sampler = None
+        if shuffle:
+            seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+            sampler = DistributedSampler(self.datasets[name], num_replicas=world, rank=rank, shuffle=True, seed=seed)
         return DataLoader(
             self.datasets[name],
-            batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
+            batch_size=per_device(self.hparams.batch_size, world),
+            sampler=sampler,
+            shuffle=False,
             num_workers=workers,
             pin_memory=self.hparams.pin_memory,
             persistent_workers=self.hparams.persistent_workers and workers > 0,

@@ -944,13 +944,14 @@ def _render_lesions(
     patient: _Patient,
     sp: _ScanParams,
     dense: bool,
+    lesion_scale: float = 1.0,
 ) -> None:
     """Paint the ground-glass (``dense=False``) or consolidation layer into ``vol``; record it in ``mask``."""
     lung_value = patient.anatomy.lung_value
     for les, g in zip(patient.lesions, sp.growth, strict=True):
         if les.dense != dense:
             continue
-        hit = _lesion_alpha(grid, les, float(g))
+        hit = _lesion_alpha(grid, les, float(g) * lesion_scale)
         if hit is None:
             continue
         b, alpha = hit
@@ -961,8 +962,8 @@ def _render_lesions(
         if les.bronchi is not None:
             c = np.array([les.center[0], les.center[1], les.center[2] * _Z_LEN])
             segs = les.bronchi.copy()
-            segs[:, 0:3] = c + (segs[:, 0:3] - c) * g
-            segs[:, 3:6] = c + (segs[:, 3:6] - c) * g
+            segs[:, 0:3] = c + (segs[:, 0:3] - c) * g * lesion_scale
+            segs[:, 3:6] = c + (segs[:, 3:6] - c) * g * lesion_scale
             tubes = _tube_field(alpha.shape, (b[0].start, b[1].start, b[2].start), grid, segs)
             tubes *= alpha
             tubes *= np.float32(les.bronchi_depth)
@@ -986,20 +987,25 @@ def _apply_nuisance(grid: _Grid, vol: np.ndarray, sp: _ScanParams, rng: np.rando
     np.clip(vol, 0.0, 1.0, out=vol)
 
 
-def render_scan(scan: SyntheticScan, size: tuple[int, int, int], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def render_scan(
+    scan: SyntheticScan, size: tuple[int, int, int], seed: int = 0, lesion_scale: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Render one scan: (volume float32 in [0, 1] of shape ``size``, lesion mask bool of shape ``size``).
 
-    The result depends only on (seed, scan.patient_index, scan.scan_index, scan.label, size); the same
-    phantom rendered at another size shows the same anatomy and lesions at that resolution.
+    The result depends only on (seed, scan.patient_index, scan.scan_index, scan.label, size, lesion_scale); the
+    same phantom rendered at another size shows the same anatomy and lesions at that resolution.
+    ``lesion_scale`` enlarges every lesion (radii), for small input sizes where true-size lesions are a few voxels.
     """
-    volume, lesions, _ = render_scan_with_lungs(scan, size, seed)
+    volume, lesions, _ = render_scan_with_lungs(scan, size, seed, lesion_scale)
     return volume, lesions
 
 
 def render_scan_with_lungs(
-    scan: SyntheticScan, size: tuple[int, int, int], seed: int = 0
+    scan: SyntheticScan, size: tuple[int, int, int], seed: int = 0, lesion_scale: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Like :func:`render_scan`, plus the ground-truth lung mask (bool; lung parenchyma incl. lesions)."""
+    if lesion_scale <= 0:
+        raise ValueError(f"lesion_scale must be positive, got {lesion_scale}")
     size = tuple(int(s) for s in size)
     if len(size) != 3 or min(size) < 1:
         raise ValueError(f"size must be three positive sizes (D, H, W), got {size}")
@@ -1010,12 +1016,12 @@ def render_scan_with_lungs(
     grid = _Grid(size, sp.pose)
     vol, lung = _render_anatomy(grid, patient.anatomy, sp.inspiration)
     mask = np.zeros(size, dtype=np.float32)
-    _render_lesions(grid, vol, lung, mask, patient, sp, dense=False)
+    _render_lesions(grid, vol, lung, mask, patient, sp, dense=False, lesion_scale=lesion_scale)
     vessels = _tube_field(size, (0, 0, 0), grid, patient.anatomy.vessels)
     vessels *= lung
     _paint(vol, (slice(None),) * 3, vessels, _VESSEL)
     del vessels
-    _render_lesions(grid, vol, lung, mask, patient, sp, dense=True)
+    _render_lesions(grid, vol, lung, mask, patient, sp, dense=True, lesion_scale=lesion_scale)
     noise_rng = np.random.default_rng([seed, scan.patient_index, scan.label, _TAG_SCAN, scan.scan_index, 1])
     _apply_nuisance(grid, vol, sp, noise_rng)
     return vol, mask > 0.5, lung > 0.5

@@ -13,18 +13,24 @@ from darnet_pl.data.synthetic import CLASS_NAMES, SyntheticScan, render_scan, sy
 class SyntheticVolumes:
     """Renders a scan on demand (fast at small sizes), so nothing is written to disk and workers agree."""
 
-    def __init__(self, scans: Sequence[SyntheticScan], size: Sequence[int], seed: int) -> None:
+    def __init__(
+        self, scans: Sequence[SyntheticScan], size: Sequence[int], seed: int, lesion_scale: float = 1.0
+    ) -> None:
         self.size = tuple(int(s) for s in size)
         self.seed = seed
+        self.lesion_scale = lesion_scale
         self._by_key = {_record_of(scan).key: scan for scan in scans}
 
+    def render(self, record: ScanRecord) -> tuple[np.ndarray, np.ndarray]:
+        """(volume, lesion mask) of one scan."""
+        return render_scan(self._by_key[record.key], self.size, seed=self.seed, lesion_scale=self.lesion_scale)
+
     def __call__(self, record: ScanRecord) -> np.ndarray:
-        volume, _ = render_scan(self._by_key[record.key], self.size, seed=self.seed)
-        return volume
+        return self.render(record)[0]
 
     def lesion_mask(self, record: ScanRecord) -> np.ndarray:
         """Ground-truth lesion mask, for checking where explanations point."""
-        return render_scan(self._by_key[record.key], self.size, seed=self.seed)[1]
+        return self.render(record)[1]
 
 
 def _record_of(scan: SyntheticScan) -> ScanRecord:
@@ -42,9 +48,11 @@ class SyntheticSource:
         scans_per_patient: Sequence[int] = (1, 3),
         size: Sequence[int] = (64, 224, 224),
         seed: int = 0,
+        lesion_scale: float = 1.0,
     ) -> None:
         self.size = tuple(int(s) for s in size)
         self.seed = int(seed)
+        self.lesion_scale = float(lesion_scale)
         low, high = (int(v) for v in scans_per_patient)
         self.scans = synthetic_cohort(patients_per_class, (low, high), seed=self.seed)
         self.patients_per_class = patients_per_class
@@ -56,7 +64,7 @@ class SyntheticSource:
         """Nothing to download or cache: volumes are rendered on demand."""
 
     def volume_loader(self) -> SyntheticVolumes:
-        return SyntheticVolumes(self.scans, self.size, self.seed)
+        return SyntheticVolumes(self.scans, self.size, self.seed, self.lesion_scale)
 
     def describe(self) -> dict:
-        return {"source": "synthetic", "size": list(self.size), "seed": self.seed}
+        return {"source": "synthetic", "size": list(self.size), "seed": self.seed, "lesion_scale": self.lesion_scale}

@@ -15,6 +15,7 @@ from torch import nn
 
 from darnet_pl.metrics import PaperMetrics
 from darnet_pl.models import DARNet
+from darnet_pl.speed import apply_speed_options, memory_format_of
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
@@ -34,6 +35,9 @@ class DARNetModule(pl.LightningModule):
         ca_reduction: int = 16,
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
+        memory_format: str = "contiguous",
+        compile: bool = False,
+        activation_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         # architecture and labels travel with the checkpoint; optimiser partials are in the run's config
@@ -47,6 +51,9 @@ class DARNetModule(pl.LightningModule):
             width=width,
             ca_reduction=ca_reduction,
         )
+        # speed options (docs/scale.md): weights layout, torch.compile, recomputing stages in the backward pass
+        apply_speed_options(self.net, memory_format, activation_checkpointing, compile)
+        self.memory_format = memory_format_of(memory_format)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.criterion = nn.CrossEntropyLoss()
@@ -58,7 +65,7 @@ class DARNetModule(pl.LightningModule):
         return self.net(x)
 
     def _shared_step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        images, labels = batch["image"], batch["label"]
+        images, labels = batch["image"].contiguous(memory_format=self.memory_format), batch["label"]
         logits = self.net(images)
         return self.criterion(logits, labels), logits, labels
 

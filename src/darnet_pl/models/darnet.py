@@ -12,8 +12,10 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from darnet_pl.models.attention import ChannelAttention3d, DepthAttention3d
+from darnet_pl.models.conv import Conv3d  # nn.Conv3d with a fix for CPU bf16 (see conv.py)
 
 Attention = Literal["none", "ca", "da", "dual"]
 ATTENTION_VARIANTS: tuple[str, ...] = ("none", "ca", "da", "dual")
@@ -41,17 +43,17 @@ class DualAttentionBlock(nn.Module):
         ca_reduction: int = 16,
     ) -> None:
         super().__init__()
-        self.conv1 = nn.Conv3d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+        self.conv1 = Conv3d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm3d(out_channels)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv3d(out_channels, out_channels, 3, stride=1, padding=1, bias=False)
+        self.conv2 = Conv3d(out_channels, out_channels, 3, stride=1, padding=1, bias=False)
         self.bn2 = nn.BatchNorm3d(out_channels)
         self.depth_attention = DepthAttention3d(out_channels, depth_out) if use_depth_attention else None
         self.channel_attention = ChannelAttention3d(out_channels, ca_reduction) if use_channel_attention else None
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:
             self.shortcut = nn.Sequential(
-                nn.Conv3d(in_channels, out_channels, 1, stride=stride, bias=False),
+                Conv3d(in_channels, out_channels, 1, stride=stride, bias=False),
                 nn.BatchNorm3d(out_channels),
             )
 
@@ -102,7 +104,7 @@ class DARNet(nn.Module):
 
         depth = conv_output_length(self.input_size[0], kernel=3, stride=1, padding=1)
         self.stem = nn.Sequential(
-            nn.Conv3d(in_channels, width, (3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False),
+            Conv3d(in_channels, width, (3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False),
             nn.BatchNorm3d(width),
             nn.ReLU(inplace=True),
         )
@@ -123,6 +125,9 @@ class DARNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool3d(1)
         self.fc = nn.Linear(channels, num_classes)
         self.feature_channels = channels
+        # recompute each stage in the backward pass instead of storing its activations (less memory, ~30% slower);
+        # BatchNorm running statistics are then updated twice per step (once more in the recomputation)
+        self.activation_checkpointing = False
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -152,10 +157,12 @@ class DARNet(nn.Module):
         """Last-stage feature map (N, 8*width, D/8, H/16, W/16): the input to pooling, used by CAM."""
         self.check_input(x)
         x = self.stem(x)
-        x = self.layer1(x)
-        x = self.layer2(x)
-        x = self.layer3(x)
-        return self.layer4(x)
+        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
+            if self.activation_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(stage, x, use_reentrant=False)
+            else:
+                x = stage(x)
+        return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.pool(self.features(x)), 1))

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# GPU check for darnet-pl, for a machine with one GPU and no network; finishes in under 5 minutes.
+#
+#   1. on a machine with pip access, in the repository root, fetch the wheels the GPU image lacks (into .whl/):
+#        scripts/gpu_check.sh --fetch-wheels
+#   2. on the GPU machine, in the repository root (the .whl/ folder travels with the checkout):
+#        scripts/gpu_check.sh                      # results in $OUT (default ./gpu_check_out)
+#   CPU dry run of everything but the GPU:  GPU_CHECK_DEVICE=cpu GPU_CHECK_QUICK=1 scripts/gpu_check.sh
+#
+# It writes (at most 8 files, no sub-folders, so all of it comes back from the device machine):
+#   env.json               GPU, driver, torch/CUDA versions
+#   bench_model.json       DARNet at the paper's input size (64x224x224, width 64, batch 2): fp32, bf16,
+#                          channels_last_3d, torch.compile: training and inference throughput, peak GPU memory
+#   smoke_fp32.json        test metrics + wall time of 20 training steps of the smoke experiment on the GPU, fp32
+#   smoke_bf16.json        the same with trainer.precision=bf16-mixed
+#   summary.json           what ran, what failed, timings
+#   log.txt                everything printed
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+WHEELS=.whl
+# versions resolved with torch 2.13 in this project (docs: ENV-NOTES); the GPU image has torch, Lightning,
+# torchmetrics, scikit-learn, matplotlib, Pillow, PyYAML, but not these
+WHEEL_SPECS=(hydra-core==1.3.8 omegaconf==2.3.1 monai==1.6.1)
+SDIST_SPECS=(antlr4-python3-runtime==4.9.3)  # published as a source archive only: built into a wheel here
+
+if [[ "${1:-}" == "--fetch-wheels" ]]; then
+  set -e
+  mkdir -p "$WHEELS"
+  "$PY" -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+    -d "$WHEELS" "${WHEEL_SPECS[@]}"
+  "$PY" -m pip wheel --no-deps -w "$WHEELS" "${SDIST_SPECS[@]}"
+  ls -la "$WHEELS"
+  echo "now run scripts/gpu_check.sh on the GPU machine (carry or commit-ignore $WHEELS as your setup requires)"
+  exit 0
+fi
+
+OUT=${OUT:-$PWD/gpu_check_out}
+mkdir -p "$OUT"
+WORK=$(mktemp -d /tmp/darnet-gpu-check.XXXXXX)
+DEVICE=${GPU_CHECK_DEVICE:-cuda}
+QUICK=${GPU_CHECK_QUICK:-0}
+exec > >(tee -a "$OUT/log.txt") 2>&1
+export PYTHONUNBUFFERED=1 WANDB_MODE=disabled HYDRA_FULL_ERROR=1
+START=$(date +%s)
+declare -A STATUS SECONDS_TAKEN
+
+step() {  # step NAME TIMEOUT_S COMMAND...: run with a time limit, record status and duration, never abort
+  local name=$1 limit=$2 t0 rc
+  shift 2
+  echo "=== $name (limit ${limit}s): $*"
+  t0=$(date +%s)
+  timeout --kill-after=10 "$limit" "$@"
+  rc=$?
+  SECONDS_TAKEN[$name]=$(( $(date +%s) - t0 ))
+  if [[ $rc == 0 ]]; then STATUS[$name]=ok; elif [[ $rc == 124 || $rc == 137 ]]; then STATUS[$name]=timeout
+  else STATUS[$name]="failed ($rc)"; fi
+  echo "=== $name: ${STATUS[$name]} in ${SECONDS_TAKEN[$name]}s"
+}
+
+# --- dependencies: what the image lacks comes from the carried wheels, installed outside the image's env
+if ! "$PY" -c "import hydra, omegaconf, monai" 2>/dev/null; then
+  if compgen -G "$WHEELS/*.whl" >/dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" \
+      "$WHEELS"/*.whl || echo "wheel install failed"
+    export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
+  else
+    echo "hydra-core/omegaconf/monai missing and no $WHEELS/*.whl: run scripts/gpu_check.sh --fetch-wheels first"
+  fi
+fi
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"  # the package itself, without installing it
+
+step env 60 "$PY" - "$OUT/env.json" <<'EOF'
+import json, subprocess, sys, torch
+info = {"python": sys.version.split()[0], "torch": torch.__version__, "cuda": torch.version.cuda,
+        "cuda_available": torch.cuda.is_available(), "cudnn": torch.backends.cudnn.version()}
+if torch.cuda.is_available():
+    p = torch.cuda.get_device_properties(0)
+    info.update(device=p.name, memory_gib=round(p.total_memory / 2**30, 1), capability=f"{p.major}.{p.minor}",
+                bf16_supported=torch.cuda.is_bf16_supported())
+try:
+    info["nvidia_smi"] = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
+                                         "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
+except OSError:
+    info["nvidia_smi"] = None
+for name in ("pytorch_lightning", "torchmetrics", "hydra", "omegaconf", "monai"):
+    try:
+        info[name] = __import__(name).__version__
+    except Exception as error:  # noqa: BLE001 - a report, not a program
+        info[name] = f"missing: {error}"
+json.dump(info, open(sys.argv[1], "w"), indent=2)
+print(json.dumps(info, indent=2))
+EOF
+
+# --- model benchmark at the paper's input size (or small for the CPU dry run)
+if [[ $QUICK == 1 ]]; then SIZE=(8 32 32); WIDTH=8; BATCH=2; REPEATS=2; else SIZE=(64 224 224); WIDTH=64; BATCH=2; REPEATS=5; fi
+# one subprocess per variant (own peak memory); compile gets 100 s, most of it compiling
+step bench_model 180 "$PY" -m darnet_pl.bench_model --device "$DEVICE" --size "${SIZE[@]}" --width "$WIDTH" \
+  --batch "$BATCH" --repeats "$REPEATS" --timeout 100 --quiet \
+  --variants fp32 bf16 channels_last bf16_channels_last bf16_channels_last_compile default \
+  > "$WORK/bench_model.json"
+cp "$WORK/bench_model.json" "$OUT/bench_model.json" 2>/dev/null
+
+# --- a few training steps of the smoke experiment on the GPU, fp32 and bf16-mixed
+if [[ $DEVICE == cuda ]]; then TRAINER=gpu; else TRAINER=cpu; fi
+for precision in fp32 bf16; do
+  if [[ $precision == bf16 ]]; then PREC=bf16-mixed; else PREC=32-true; fi
+  if [[ $QUICK == 1 ]]; then EXTRA=(debug=tiny); else
+    EXTRA=(trainer.max_epochs=1 +trainer.limit_train_batches=20 +trainer.limit_val_batches=4 data.num_workers=8); fi
+  step "smoke_$precision" 50 "$PY" -m darnet_pl +experiment=smoke trainer=$TRAINER trainer.precision=$PREC \
+    logger=csv "paths.log_dir=$WORK/runs_$precision" "${EXTRA[@]}"
+  "$PY" - "$WORK/runs_$precision" "$OUT/smoke_$precision.json" "${SECONDS_TAKEN[smoke_$precision]}" <<'EOF'
+import json, pathlib, sys
+found = sorted(pathlib.Path(sys.argv[1]).rglob("test_metrics.json"))
+result = {"wall_s": int(sys.argv[3]), "test_metrics": json.loads(found[-1].read_text()) if found else None}
+csv = sorted(pathlib.Path(sys.argv[1]).rglob("metrics.csv"))
+result["train_log_tail"] = csv[-1].read_text().splitlines()[-3:] if csv else None
+json.dump(result, open(sys.argv[2], "w"), indent=2)
+EOF
+done
+
+"$PY" - "$OUT/summary.json" "$(( $(date +%s) - START ))" <<EOF
+import json, sys
+status = {$(for k in "${!STATUS[@]}"; do printf '"%s": ["%s", %s], ' "$k" "${STATUS[$k]}" "${SECONDS_TAKEN[$k]}"; done)}
+summary = {"total_s": int(sys.argv[2]), "device": "$DEVICE", "quick": $QUICK == 1,
+           "steps": {k: {"status": v[0], "seconds": v[1]} for k, v in status.items()}}
+try:
+    bench = json.load(open("$OUT/bench_model.json"))
+    summary["train_speedup_default"] = bench.get("train_speedup")
+    summary["variants"] = {n: {"train_volumes_per_s": v.get("train", {}).get("volumes_per_s"),
+                               "inference_volumes_per_s": v.get("inference", {}).get("volumes_per_s"),
+                               "train_peak_mib": v.get("train", {}).get("peak_mib"),
+                               "status": v.get("status", v.get("same_as"))}
+                           for n, v in bench["variants"].items()}
+except (OSError, ValueError, KeyError) as error:
+    summary["bench_error"] = str(error)
+json.dump(summary, open(sys.argv[1], "w"), indent=2)
+print(json.dumps(summary, indent=2))
+EOF
+rm -rf "$WORK"

@@ -1,0 +1,267 @@
+"""Loading trained DARNet checkpoints for inference, safely, with what is needed to use them correctly.
+
+Safety: a checkpoint is read with ``torch.load(..., weights_only=True)`` only. That unpickler rebuilds tensors and
+plain containers (dict, list, str, int, float, bool, None) and refuses anything that would import or call code, so
+a crafted file cannot run commands. Our training checkpoints need nothing else: the Hydra configs are instantiated
+with ``_convert_="all"``, so the model's and the data module's hyper-parameters are plain types, and Lightning's own
+loop/callback state is plain too. A checkpoint that needs more (an OmegaConf container saved by other code, a
+pickled object) is refused with one line naming the file and the offending type; it is never unpickled.
+
+Metadata: the architecture (attention, width, input size, classes) comes from the module's ``hyper_parameters``;
+the preprocessing from the data module's ``datamodule_hyper_parameters.source_description.preprocessing``, which
+the cached sources (``ccii``, ``folder``) store. The synthetic source stores none: its phantoms are rendered
+directly at the model size, in lung-window intensities and without a border, so the equivalent for files is
+``Preprocessing(size=input_size, border_crop=0)`` with the default lung window (a uint8 NIfTI at that size passes
+through unchanged); ``preprocessing_origin`` records which case applied.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+import zipfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from darnet_pl.data.preprocess import Preprocessing
+from darnet_pl.models import DARNet
+
+BEST_CHECKPOINT_GLOB = "*.ckpt"
+LAST_CHECKPOINT = "last.ckpt"
+MODEL_PREFIX = "net."
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable DARNet checkpoint, or not the one expected; the message is one line."""
+
+
+@dataclass(frozen=True)
+class CheckpointMetadata:
+    """What a caller needs to feed a checkpoint's model correctly and to label its outputs."""
+
+    path: str
+    class_names: tuple[str, ...]
+    input_size: tuple[int, int, int]
+    attention: str
+    width: int
+    in_channels: int
+    ca_reduction: int
+    preprocessing: dict[str, Any]
+    preprocessing_origin: str
+    source: dict[str, Any] = field(default_factory=dict)
+    epoch: int | None = None
+    global_step: int | None = None
+
+    def preprocessing_settings(self) -> Preprocessing:
+        settings = dict(self.preprocessing)
+        settings["size"] = tuple(settings["size"])
+        return Preprocessing(**settings)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (lists for tuples), e.g. for an exported model's sidecar file."""
+        data = asdict(self)
+        data["class_names"] = list(self.class_names)
+        data["input_size"] = list(self.input_size)
+        return data
+
+
+def read_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)`` with one-line errors that name the file."""
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the unpickler warns about protocols before refusing
+            payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path}: {_load_failure(exc, path)}") from None
+    if not isinstance(payload, Mapping):
+        raise CheckpointError(f"{path}: not a Lightning checkpoint (holds a {type(payload).__name__}, not a dict)")
+    return dict(payload)
+
+
+def _load_failure(exc: Exception, path: Path) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, in a few words."""
+    text = str(exc)
+    if "Weights only load failed" in text:
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        what = f"the Python object {found.group(1)}" if found else "pickled Python objects"
+        return (
+            f"refused: the file holds {what}, which safe loading (weights_only=True) does not unpickle; "
+            "only checkpoints made of tensors and plain values are loaded"
+        )
+    if not zipfile.is_zipfile(path):
+        return "not a PyTorch checkpoint (not a torch.save archive)"
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"damaged or not a PyTorch checkpoint ({type(exc).__name__}{': ' + first[:120] if first else ''})"
+
+
+def _require(mapping: Mapping[str, Any], key: str, path: Path) -> Any:
+    if key not in mapping:
+        raise CheckpointError(f"{path}: not a DARNet Lightning checkpoint (no '{key}')")
+    return mapping[key]
+
+
+def preprocessing_of(checkpoint: Mapping[str, Any], input_size: Sequence[int]) -> tuple[dict[str, Any], str]:
+    """The preprocessing settings a checkpoint's model was trained with, and where they came from."""
+    data = checkpoint.get("datamodule_hyper_parameters") or {}
+    source = data.get("source_description") or {}
+    size = [int(s) for s in input_size]
+    if isinstance(source.get("preprocessing"), Mapping):
+        settings = dict(source["preprocessing"])
+        settings.pop("version", None)
+        return settings, "checkpoint"
+    if source.get("source") == "synthetic":
+        return {**_defaults(size), "border_crop": 0}, "synthetic"
+    return _defaults(size), "default"
+
+
+def _defaults(size: list[int]) -> dict[str, Any]:
+    settings = Preprocessing(size=tuple(size)).to_dict()
+    settings.pop("version")
+    return settings
+
+
+def metadata_of(checkpoint: Mapping[str, Any], path: str | os.PathLike[str]) -> CheckpointMetadata:
+    """``CheckpointMetadata`` from a loaded checkpoint dictionary."""
+    path = Path(path)
+    hp = _require(checkpoint, "hyper_parameters", path)
+    if not isinstance(hp, Mapping):
+        raise CheckpointError(f"{path}: hyper_parameters is a {type(hp).__name__}, expected a dict")
+    try:
+        input_size = tuple(int(s) for s in hp.get("input_size", (64, 224, 224)))
+        class_names = tuple(str(c) for c in hp.get("class_names", ("CP", "NCP", "Normal")))
+        preprocessing, origin = preprocessing_of(checkpoint, input_size)
+        data = checkpoint.get("datamodule_hyper_parameters") or {}
+        source = {k: v for k, v in (data.get("source_description") or {}).items() if k != "preprocessing"}
+        meta = CheckpointMetadata(
+            path=str(path),
+            class_names=class_names,
+            input_size=input_size,  # type: ignore[arg-type]
+            attention=str(hp.get("attention", "dual")),
+            width=int(hp.get("width", 64)),
+            in_channels=int(hp.get("in_channels", 1)),
+            ca_reduction=int(hp.get("ca_reduction", 16)),
+            preprocessing=preprocessing,
+            preprocessing_origin=origin,
+            source=dict(source),
+            epoch=checkpoint.get("epoch"),
+            global_step=checkpoint.get("global_step"),
+        )
+        prep = meta.preprocessing_settings()
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: unusable hyper-parameters ({exc})") from None
+    if prep.size != meta.input_size:
+        raise CheckpointError(
+            f"{path}: the data were preprocessed to {list(prep.size)} but the model takes {list(meta.input_size)}"
+        )
+    return meta
+
+
+def check_expected(
+    meta: CheckpointMetadata,
+    expect_attention: str | None = None,
+    expect_input_size: Sequence[int] | None = None,
+    expect_class_names: Sequence[str] | None = None,
+) -> None:
+    """Refuse a checkpoint of another variant, input size or label set than the caller is built for."""
+    if expect_attention is not None and meta.attention != expect_attention:
+        raise CheckpointError(
+            f"{meta.path}: a DARNet(attention={meta.attention!r}) checkpoint, expected attention={expect_attention!r}"
+        )
+    if expect_input_size is not None and tuple(int(s) for s in expect_input_size) != meta.input_size:
+        raise CheckpointError(
+            f"{meta.path}: model input size {list(meta.input_size)}, expected {[int(s) for s in expect_input_size]}"
+        )
+    if expect_class_names is not None and tuple(expect_class_names) != meta.class_names:
+        raise CheckpointError(f"{meta.path}: classes {list(meta.class_names)}, expected {list(expect_class_names)}")
+
+
+def model_state(checkpoint: Mapping[str, Any], path: Path) -> dict[str, torch.Tensor]:
+    """The DARNet weights of a DARNetModule state dict (the ``net.`` entries, prefix removed)."""
+    state = _require(checkpoint, "state_dict", path)
+    weights = {k[len(MODEL_PREFIX) :]: v for k, v in state.items() if k.startswith(MODEL_PREFIX)}
+    if not weights:
+        raise CheckpointError(f"{path}: the state_dict holds no DARNet weights (no '{MODEL_PREFIX}*' entries)")
+    return weights
+
+
+def load_for_inference(
+    path: str | os.PathLike[str],
+    map_location: str | torch.device = "cpu",
+    *,
+    expect_attention: str | None = None,
+    expect_input_size: Sequence[int] | None = None,
+    expect_class_names: Sequence[str] | None = None,
+) -> tuple[DARNet, CheckpointMetadata]:
+    """The checkpoint's DARNet in eval mode on ``map_location``, and its metadata.
+
+    Raises ``FileNotFoundError`` for a missing file and ``CheckpointError`` (a ValueError, one line naming the
+    file) for anything else: not a checkpoint, pickled objects, another variant/size/classes than expected,
+    weights that do not fit the architecture.
+    """
+    path = Path(path)
+    checkpoint = read_checkpoint(path, map_location)
+    meta = metadata_of(checkpoint, path)
+    check_expected(meta, expect_attention, expect_input_size, expect_class_names)
+    model = DARNet(
+        attention=meta.attention,  # type: ignore[arg-type]
+        in_channels=meta.in_channels,
+        num_classes=len(meta.class_names),
+        input_size=meta.input_size,
+        width=meta.width,
+        ca_reduction=meta.ca_reduction,
+    )
+    try:
+        model.load_state_dict(model_state(checkpoint, path), strict=True)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())
+        raise CheckpointError(f"{path}: the weights do not fit DARNet({meta.attention}): {detail[:300]}") from None
+    model.to(map_location)
+    model.eval()
+    return model, meta
+
+
+def best_checkpoint(folder: Path) -> Path:
+    """The best checkpoint of one job's ``checkpoints/`` folder: its only .ckpt other than last.ckpt."""
+    candidates = sorted(p for p in folder.glob(BEST_CHECKPOINT_GLOB) if p.is_file() and p.name != LAST_CHECKPOINT)
+    if not candidates:
+        has_last = (folder / LAST_CHECKPOINT).is_file()
+        hint = " (only last.ckpt: pass it explicitly to use it)" if has_last else ""
+        raise CheckpointError(f"{folder}: no best checkpoint (a .ckpt other than last.ckpt){hint}")
+    if len(candidates) > 1:
+        names = ", ".join(p.name for p in candidates[:4])
+        raise CheckpointError(f"{folder}: {len(candidates)} candidate best checkpoints ({names}): pass one file")
+    return candidates[0]
+
+
+def resolve_checkpoints(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Checkpoint files from files, job folders (``<job>/checkpoints/``) and sweep folders (every job below).
+
+    A folder contributes the best checkpoint of each job found in it or below it, in path order.
+    """
+    found: list[Path] = []
+    for entry in paths:
+        path = Path(entry)
+        if path.is_file():
+            found.append(path)
+            continue
+        if not path.is_dir():
+            raise FileNotFoundError(f"{path}: checkpoint not found")
+        if any(path.glob(BEST_CHECKPOINT_GLOB)):
+            folders = [path]
+        else:
+            folders = sorted({p.parent for p in path.rglob(f"checkpoints/{BEST_CHECKPOINT_GLOB}")})
+        if not folders:
+            raise CheckpointError(f"{path}: no checkpoints/ folder with .ckpt files in or below this folder")
+        found.extend(best_checkpoint(folder) for folder in folders)
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    return unique

@@ -1,0 +1,25 @@
+"""Explanations of DARNet's decisions: CAM / Grad-CAM maps, depth-attention curves, and their pictures and files.
+
+``cam`` needs only torch; ``overlay`` (PNG, matplotlib), ``nifti`` (nibabel) and ``wandb_cam`` (a Lightning
+callback) are imported from their modules when needed.
+"""
+
+from darnet_pl.explain.cam import (
+    CAM_METHODS,
+    Explanation,
+    class_activation_map,
+    depth_attention_weights,
+    explain,
+    grad_cam,
+    has_depth_attention,
+)
+
+__all__ = [
+    "CAM_METHODS",
+    "Explanation",
+    "class_activation_map",
+    "depth_attention_weights",
+    "explain",
+    "grad_cam",
+    "has_depth_attention",
+]

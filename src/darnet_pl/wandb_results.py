@@ -1,0 +1,70 @@
+"""Test-set plots for Weights & Biases: the confusion matrix and ROC curves of the tested checkpoint.
+
+Only called with a WandbLogger on rank 0; works offline (the plots are stored in the offline run and appear on the
+dashboard after ``wandb sync``). ROC points come from scikit-learn, so W&B's pandas-based helper is not needed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def roc_table_rows(labels: np.ndarray, probs: np.ndarray, class_names: Sequence[str]) -> list[list[Any]]:
+    """(class, fpr, tpr) rows of the one-vs-rest ROC curve of every class present in ``labels``."""
+    from sklearn.metrics import roc_curve
+
+    rows: list[list[Any]] = []
+    for index, name in enumerate(class_names):
+        positives = labels == index
+        if positives.all() or not positives.any():
+            continue
+        fpr, tpr, _ = roc_curve(positives, probs[:, index])
+        rows.extend([name, float(f), float(t)] for f, t in zip(fpr, tpr, strict=True))
+    return rows
+
+
+def log_test_plots(logger: Any, predictions: Sequence[dict[str, Any]], class_names: Sequence[str]) -> None:
+    """Log the confusion matrix and one-vs-rest ROC curves of per-scan test predictions (never fails a run)."""
+    import wandb
+
+    if not predictions:
+        return
+    labels = np.array([int(row["label"]) for row in predictions])
+    probs = np.array([[float(row[f"prob_{name}"]) for name in class_names] for row in predictions])
+    try:
+        roc = wandb.Table(columns=["class", "fpr", "tpr"], data=roc_table_rows(labels, probs, class_names))
+        logger.experiment.log(
+            {
+                "test/confusion_matrix": wandb.plot.confusion_matrix(
+                    y_true=labels.tolist(), preds=probs.argmax(1).tolist(), class_names=list(class_names)
+                ),
+                "test/roc": wandb.plot_table(
+                    "wandb/area-under-curve/v0",
+                    roc,
+                    {"x": "fpr", "y": "tpr", "class": "class"},
+                    {
+                        "title": "ROC (one vs rest)",
+                        "x-axis-title": "False positive rate",
+                        "y-axis-title": "True positive rate",
+                    },
+                ),
+            }
+        )
+    except Exception as error:  # a dashboard plot is not worth a failed job
+        log.warning("could not log the test plots to W&B: %s", error)
+
+
+def finish_wandb_runs(loggers: Sequence[Any]) -> None:
+    """Close this job's W&B run, so that the next job of a sweep starts a new one."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    if any(isinstance(lg, WandbLogger) for lg in loggers):
+        import wandb
+
+        wandb.finish()
