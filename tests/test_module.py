@@ -17,7 +17,7 @@ def _module() -> DARNetModule:
 def test_non_finite_loss_stops_training_with_a_clear_message() -> None:
     module = _module()
     batch = {"image": torch.full((2, 1, 16, 32, 32), float("nan")), "label": torch.tensor([0, 1])}
-    with pytest.raises(FloatingPointError, match="non-finite training loss .* at epoch 0, batch 5"):
+    with pytest.raises(FloatingPointError, match=r"non-finite training loss .* at epoch 0, batch 5"):
         module.training_step(batch, 5)
 
 
