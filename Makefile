@@ -35,10 +35,13 @@ train: install ## train DARNet on the built-in synthetic phantoms on CPU (+exper
 	$(PY) -m darnet_pl +experiment=smoke $(ARGS)
 
 test: install ## run the test suite (fast tests + slow end-to-end CLI runs)
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -m "not smoke" $(ARGS)
+
+test-smoke: install ## train +experiment=smoke and check it learns (test macro AUC >= 0.95); minutes
+	$(PY) -m pytest -q -m smoke $(ARGS)
 
 test-fast: install ## run only the fast tests
-	$(PY) -m pytest -q -m "not slow" $(ARGS)
+	$(PY) -m pytest -q -m "not slow and not smoke" $(ARGS)
 
 lint: install ## ruff check + format check
 	$(VENV)/bin/ruff check src tests
