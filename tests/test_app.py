@@ -23,6 +23,8 @@ def _compose(*overrides: str):
 def run_cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
     """Run `python -m darnet_pl` as a user would, with outputs under ``cwd``."""
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONWARNINGS": "ignore"}
+    for leaked in ("CUDA_VISIBLE_DEVICES", "DARNET_SWEEP_CUDA_VISIBLE_DEVICES"):  # tests are CPU runs
+        env.pop(leaked, None)
     return subprocess.run(
         [sys.executable, "-m", "darnet_pl", *args],
         cwd=cwd,

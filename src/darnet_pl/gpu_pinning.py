@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
+_SWEEP_DEVICES = "DARNET_SWEEP_CUDA_VISIBLE_DEVICES"  # the GPU list the sweep started with, kept for later jobs
 _claimed: tuple[str, TextIO] | None = None  # (GPU id, the open lock file that holds the claim) of this process
 
 
@@ -65,15 +66,17 @@ class OneGPUPerWorker(Callback):
         if self.gpus is not None:
             items = self.gpus.split(",") if isinstance(self.gpus, str) else self.gpus
             return [str(g).strip() for g in items if str(g).strip()]
-        inherited = os.environ.get("DARNET_SWEEP_CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES"))
+        inherited = os.environ.get(_SWEEP_DEVICES, os.environ.get("CUDA_VISIBLE_DEVICES"))
         if inherited:
-            # remember the sweep's own list: this process's CUDA_VISIBLE_DEVICES is about to become one GPU
-            os.environ["DARNET_SWEEP_CUDA_VISIBLE_DEVICES"] = inherited
             return [g.strip() for g in inherited.split(",") if g.strip()]
         return [str(i) for i in range(max(1, int(config.hydra.launcher.get("n_jobs", 1))))]
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         lock_dir = Path(self.lock_dir or Path(config.hydra.sweep.dir) / ".gpu_locks")
-        gpu = claim_gpu(self._gpus(config), lock_dir)
+        gpus = self._gpus(config)
+        if self.gpus is None and os.environ.get("CUDA_VISIBLE_DEVICES"):
+            # remember the sweep's own list: this process's CUDA_VISIBLE_DEVICES is about to become one GPU
+            os.environ.setdefault(_SWEEP_DEVICES, os.environ["CUDA_VISIBLE_DEVICES"])
+        gpu = claim_gpu(gpus, lock_dir)
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
         log.info("worker %d runs this job on GPU %s", os.getpid(), gpu)
