@@ -30,18 +30,35 @@ def test_quick_benchmark_reports_model_and_ingest() -> None:
     assert result["ingest"]["ingest_speedup"] > 0
 
 
-def test_a_failing_variant_is_skipped_with_its_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+class _FakeWorker:
+    """Stands in for a worker process: every step takes 2 s (baseline) or 1 s; compile cannot be built."""
+
+    def __init__(self, spec: dict, timeout: float, threads: int | None) -> None:
+        from darnet_pl.bench_model import VariantFailed
+
+        if spec["variant"]["compile"]:
+            raise VariantFailed("no C++ compiler")
+        self.seconds = 1.0 if spec["variant"]["bf16"] else 2.0
+
+    def ask(self, command: str) -> dict:
+        if command == "peak":
+            return {"peak_rss_mib": 100.0, "peak_rss_delta_mib": 10.0, "peak_is_own": True}
+        return {"s": self.seconds, "loss": 1.0} if command in ("train", "infer") else {}
+
+    def close(self) -> None:
+        pass
+
+
+def test_variants_are_paired_with_the_baseline_and_failures_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
     from darnet_pl import bench_model
 
-    monkeypatch.setattr(bench_model, "_device_info", lambda device: {"device": "cpu", "threads": 1})
-    monkeypatch.setattr(
-        bench_model, "_run_in_subprocess", lambda spec, timeout, threads: {"status": "skipped", "reason": "no cc"}
-    )
-    result = bench_model.run_model_benchmark(size=(4, 16, 16), width=4, variants=["fp32", "compile"])
-    assert result["variants"]["compile"]["status"] == "skipped"
-    assert result["variants"]["compile"]["reason"] == "no cc"
-    assert result["compile_status"] == {"compile": "skipped: no cc"}
-    assert result["train_speedup"] is None  # no baseline measured, no ratio invented
+    monkeypatch.setattr(bench_model, "_Worker", _FakeWorker)
+    result = bench_model.run_model_benchmark(size=(4, 16, 16), width=4, variants=["fp32", "bf16", "compile"])
+    variants = result["variants"]
+    assert variants["compile"]["status"] == "skipped" and variants["compile"]["reason"] == "no C++ compiler"
+    assert result["compile_status"] == {"compile": "skipped: no C++ compiler"}
+    assert variants["bf16"]["train_speedup"] == 2.0 and variants["bf16"]["train"]["baseline_step_s"] == [2.0] * 3
+    assert variants["fp32"]["train"]["volumes_per_s"] == 0.5 and len(variants["fp32"]["train"]["step_s"]) == 6
 
 
 def test_default_variant_follows_the_configs() -> None:

@@ -9,9 +9,7 @@ from darnet_pl.lit.module import DARNetModule
 
 
 def _module() -> DARNetModule:
-    return DARNetModule(
-        attention="dual", width=4, input_size=(16, 32, 32), optimizer=torch.optim.Adam, scheduler=None
-    )
+    return DARNetModule(attention="dual", width=4, input_size=(16, 32, 32), optimizer=torch.optim.Adam, scheduler=None)
 
 
 def test_non_finite_loss_stops_training_with_a_clear_message() -> None:

@@ -28,7 +28,7 @@ QUICK_MODEL = {
     "repeats": 2,
     "variants": ["fp32", "bf16", "bf16_channels_last", "checkpointing", "default"],
 }
-FULL_MODEL = {"size": (64, 224, 224), "width": 64, "batch": 1, "repeats": 3, "rounds": 2}
+FULL_MODEL = {"size": (64, 224, 224), "width": 64, "batch": 1, "repeats": 3}
 QUICK_INGEST = {"n_scans": 2, "n_slices": (12, 20), "repeats": 1, "slice_size": 128}
 
 
