@@ -22,6 +22,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import types
 from pathlib import Path
 
 import pytest
@@ -64,7 +65,9 @@ def test_ddp_configs_compose() -> None:
     assert gpu.trainer.strategy.process_group_backend == "nccl"
 
 
-def test_extra_ranks_rerun_the_job_not_the_sweep() -> None:
+def test_extra_ranks_rerun_the_job_not_the_sweep(monkeypatch: pytest.MonkeyPatch) -> None:
+    # as under `python -m darnet_pl`, whichever way pytest itself was started
+    monkeypatch.setattr(sys.modules["__main__"], "__spec__", types.SimpleNamespace(name="darnet_pl"), raising=False)
     cfg = _compose("+experiment=smoke", "fold=1", "trainer=ddp_cpu", "+debug=tiny")
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = "/runs/smoke/sweep/dual/debug=tiny/fold1"

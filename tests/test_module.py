@@ -37,3 +37,28 @@ def test_configure_optimizers_uses_the_partials() -> None:
     config = module.configure_optimizers()
     assert isinstance(config["optimizer"], torch.optim.SGD)
     assert config["lr_scheduler"]["scheduler"].milestones == {30: 1, 60: 1}
+
+
+def test_out_of_memory_names_the_settings_that_would_fit(capsys: pytest.CaptureFixture[str]) -> None:
+    from darnet_pl.errors import OutOfMemoryAdvice, user_errors
+    from darnet_pl.train import advice_on_out_of_memory
+    from tests.test_app import _compose
+
+    cfg = _compose("+experiment=darnet", "trainer=gpu")
+    with pytest.raises(OutOfMemoryAdvice) as caught, advice_on_out_of_memory(cfg, "training"):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    message = str(caught.value)
+    assert message.startswith("out of GPU memory during training (input 64x224x224, batch 8 on 1 device(s)")
+    assert message.index("trainer.precision=bf16-mixed") < message.index("model.activation_checkpointing=true")
+    assert "data.batch_size=4 trainer.accumulate_grad_batches=2" in message
+    # what is already on is not suggested again
+    lean = _compose("+experiment=darnet", "trainer=gpu", "trainer.precision=bf16-mixed", "data.batch_size=1")
+    with pytest.raises(OutOfMemoryAdvice) as caught, advice_on_out_of_memory(lean, "testing"):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+    assert "precision=bf16-mixed;" not in str(caught.value) and "data.batch_size" not in str(caught.value)
+    # and at the command line it is one line and exit code 2
+    with pytest.raises(SystemExit) as exited, user_errors(), advice_on_out_of_memory(cfg, "training"):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: out of GPU memory during training") and len(err.strip().splitlines()) == 1

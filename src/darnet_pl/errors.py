@@ -14,7 +14,13 @@ from omegaconf.errors import MissingMandatoryValue
 
 log = logging.getLogger("darnet_pl")
 
+
+class OutOfMemoryAdvice(RuntimeError):
+    """The accelerator ran out of memory; the message names the settings that would fit."""
+
+
 USER_ERRORS: tuple[type[BaseException], ...] = (
+    OutOfMemoryAdvice,
     ValueError,
     FileNotFoundError,
     PermissionError,
@@ -40,7 +46,7 @@ class JobFailed(RuntimeError):
     """A sweep job stopped by a user error: the sweep goes on with the other jobs and fails at the end."""
 
 
-def _in_multirun() -> bool:
+def in_multirun() -> bool:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -61,7 +67,7 @@ def user_errors() -> Iterator[None]:
             raise
         message = one_line(cause)
         log.error("%s", message)
-        if _in_multirun():
+        if in_multirun():
             raise JobFailed(message) from None
         print(f"error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_USER_ERROR) from None

@@ -8,21 +8,28 @@ Files written into the run directory (each atomically): ``config_resolved.yaml``
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
+import signal
 import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from darnet_pl.ddp import single_device_trainer
 from darnet_pl.io import atomic_path, write_json_atomic, write_text_atomic
+from darnet_pl.memory_advice import out_of_memory_advice
 from darnet_pl.wandb_results import finish_wandb_runs, log_test_plots
 
 log = logging.getLogger(__name__)
@@ -76,6 +83,35 @@ def write_predictions(rows: list[dict[str, Any]], path: Path) -> None:
         writer.writerows(rows)
 
 
+@contextlib.contextmanager
+def advice_on_out_of_memory(cfg: DictConfig, phase: str) -> Iterator[None]:
+    """A GPU out-of-memory error becomes one line naming the settings that would fit (darnet_pl.memory_advice)."""
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        settings = {
+            "precision": cfg.trainer.get("precision"),
+            "batch_size": cfg.data.get("batch_size"),
+            "devices": cfg.trainer.get("devices"),
+            "accumulate_grad_batches": cfg.trainer.get("accumulate_grad_batches"),
+            "activation_checkpointing": cfg.model.get("activation_checkpointing"),
+            "input_size": list(cfg.data.get("size", ())),
+        }
+        raise out_of_memory_advice(settings, phase) from None
+
+
+def stop_after_sigterm(output_dir: Path) -> SystemExit:
+    """Exit status 143 (128 + SIGTERM) with how to resume; the pre-emption callback saved last.ckpt."""
+    from darnet_pl.errors import in_multirun
+
+    last = output_dir / "checkpoints" / "last.ckpt"
+    how = "run the same command again" if in_multirun() else f"add hydra.run.dir={output_dir} to the command"
+    message = f"stopped by SIGTERM; {last} holds the training state; to resume, {how}"
+    log.warning("%s", message)
+    print(message, file=sys.stderr)
+    return SystemExit(128 + signal.SIGTERM)
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run one training job described by ``cfg``; returns the test metrics (empty when test=false)."""
     output_dir = Path(cfg.paths.output_dir)
@@ -98,7 +134,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     resume_from = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir, bool(cfg.get("redo")))
     # our own checkpoints (they hold callback and hyper-parameter state, not only tensors)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=False)
+    try:
+        with advice_on_out_of_memory(cfg, "training"):
+            trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=False)
+    except SIGTERMException:
+        raise stop_after_sigterm(output_dir) from None
 
     metrics: dict[str, float] = {}
     if not trainer.is_global_zero:
@@ -110,7 +150,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         else:
             log.warning("no best checkpoint was saved; testing the final weights")
         tester = single_device_trainer(trainer)  # after DDP, one device, so that every test scan counts once
-        tester.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
+        try:
+            with advice_on_out_of_memory(cfg, "testing"):
+                tester.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
+        except SIGTERMException:
+            raise stop_after_sigterm(output_dir) from None
         metrics = {k: float(v) for k, v in tester.callback_metrics.items() if k.startswith("test/")}
         if trainer.is_global_zero:
             write_predictions(model.test_predictions, output_dir / PREDICTIONS_FILE)

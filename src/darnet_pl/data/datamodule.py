@@ -14,10 +14,10 @@ from typing import Any, Protocol
 
 import pytorch_lightning as pl
 from monai.data import DataLoader
-from torch.utils.data import DistributedSampler
 
 from darnet_pl.data.dataset import ScanDataset, VolumeLoader
 from darnet_pl.data.records import ScanRecord
+from darnet_pl.data.sampling import EpochKey, ResumableDataLoader, ResumableSampler
 from darnet_pl.data.splits import (
     SplitError,
     read_split_manifest,
@@ -98,7 +98,11 @@ class CTDataModule(pl.LightningDataModule):
         loader = self.source.volume_loader()
         self.datasets = {
             "train": ScanDataset(
-                self.subsets["train"], self.class_names, loader, train_transforms(self.size, self.augment)
+                self.subsets["train"],
+                self.class_names,
+                loader,
+                train_transforms(self.size, self.augment),
+                seed=_training_seed(),
             ),
             "val": ScanDataset(self.subsets["val"], self.class_names, loader, eval_transforms()),
             "test": ScanDataset(self.subsets["test"], self.class_names, loader, eval_transforms()),
@@ -146,32 +150,57 @@ class CTDataModule(pl.LightningDataModule):
             )
         return {key: chunk for key, chunk in chunks.items() if key in available}
 
-    def _loader(self, name: str, shuffle: bool) -> DataLoader:
+    def _loader_options(self) -> dict[str, Any]:
         workers = self.hparams.num_workers
-        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
+        return {
+            "batch_size": self._device_batch(),
+            "num_workers": workers,
+            "pin_memory": self.hparams.pin_memory,
+            "persistent_workers": self.hparams.persistent_workers and workers > 0,
+            "drop_last": False,
+        }
+
+    def _device_batch(self) -> int:
+        world = self.trainer.world_size if self.trainer is not None else 1
+        return per_device(self.hparams.batch_size, world)
+
+    def train_dataloader(self) -> DataLoader:
         # data.batch_size is the GLOBAL batch: under DDP each process loads its share. Training batches are cut from
         # one seeded permutation the same way whatever the number of processes (Lightning keeps a sampler that is
         # already distributed), so DDP trains on exactly the global batches of a one-process run.
-        sampler = None
-        if shuffle:
-            seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-            sampler = DistributedSampler(self.datasets[name], num_replicas=world, rank=rank, shuffle=True, seed=seed)
-        return DataLoader(
-            self.datasets[name],
-            batch_size=per_device(self.hparams.batch_size, world),
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
+        sampler = ResumableSampler(
+            self.datasets["train"],
+            num_replicas=world,
+            rank=rank,
+            seed=_training_seed(),
+            batch_size=self._device_batch(),
+        )
+        return ResumableDataLoader(
+            self.datasets["train"],
             sampler=sampler,
             shuffle=False,
-            num_workers=workers,
-            pin_memory=self.hparams.pin_memory,
-            persistent_workers=self.hparams.persistent_workers and workers > 0,
-            drop_last=False,
+            progress=self._training_progress,
+            **self._loader_options(),
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return DataLoader(self.datasets["val"], shuffle=False, **self._loader_options())
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return DataLoader(self.datasets["test"], shuffle=False, **self._loader_options())
+
+    def _training_progress(self) -> EpochKey:
+        """(epoch, batches done in it) of the fit loop, for the training loader's checkpointed state."""
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 0
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if done >= trainer.num_training_batches:  # an end-of-epoch checkpoint: the next run starts the next epoch
+            return trainer.current_epoch + 1, 0
+        return trainer.current_epoch, done
+
+
+def _training_seed() -> int:
+    """The run's seed (``seed_everything`` exports it), which fixes batch order and augmentation."""
+    return int(os.environ.get("PL_GLOBAL_SEED", 0))

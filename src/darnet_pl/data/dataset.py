@@ -1,13 +1,20 @@
-"""A map-style dataset of scans: record -> volume (via a loader) -> MONAI dictionary transforms."""
+"""A map-style dataset of scans: record -> volume (via a loader) -> MONAI dictionary transforms.
+
+Keys are dataset indices, or ``(epoch, index)`` pairs from :class:`~darnet_pl.data.sampling.ResumableSampler`; for
+a pair, the random transforms are seeded from ``(seed, epoch, index)``, so an item's augmentation does not depend
+on which worker process loads it or on what that process loaded before.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from monai.transforms import Randomizable
 from torch.utils.data import Dataset
 
 from darnet_pl.data.records import ScanRecord, label_of
+from darnet_pl.data.sampling import EpochKey, item_seed
 
 VolumeLoader = Callable[[ScanRecord], np.ndarray]
 
@@ -21,16 +28,24 @@ class ScanDataset(Dataset):
         class_names: Sequence[str],
         load_volume: VolumeLoader,
         transform: Callable[[dict], dict] | None = None,
+        seed: int = 0,
     ) -> None:
         self.records = list(records)
         self.labels = [label_of(r, class_names) for r in self.records]
         self.load_volume = load_volume
         self.transform = transform
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int | EpochKey) -> dict:
+        if isinstance(key, tuple):
+            epoch, index = key
+            if isinstance(self.transform, Randomizable):
+                self.transform.set_random_state(seed=item_seed(self.seed, epoch, index))
+        else:
+            index = key
         record = self.records[index]
         volume = np.asarray(self.load_volume(record))
         if volume.dtype == np.uint8:

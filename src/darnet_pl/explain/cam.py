@@ -112,7 +112,7 @@ def class_activation_map(
     with torch.inference_mode(False), torch.no_grad(), eval_mode(model):
         x = _prepare_input(model, x)
         features = model.features(x)
-        logits = model.fc(torch.flatten(model.pool(features), 1))
+        logits = model.fc(model.pool(features))
         target = _target_classes(logits, class_index)
         cam = torch.relu(raw_class_activation(features, model.fc, target))
         maps = normalise(upsample_to_input(cam, x.shape[2:]))

@@ -67,6 +67,13 @@ class DualAttentionBlock(nn.Module):
         return self.relu(out + self.shortcut(x))
 
 
+class GlobalAveragePool(nn.Module):
+    """(N, C, D, H, W) -> (N, C) by a mean: unlike AdaptiveAvgPool3d, its CUDA backward is deterministic."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3, 4))
+
+
 class DARNet(nn.Module):
     """Dual-Attention Residual Network for 3D CT classification.
 
@@ -122,7 +129,7 @@ class DARNet(nn.Module):
                 channels = out_channels
             stages.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
-        self.pool = nn.AdaptiveAvgPool3d(1)
+        self.pool = GlobalAveragePool()
         self.fc = nn.Linear(channels, num_classes)
         self.feature_channels = channels
         # recompute each stage in the backward pass instead of storing its activations (less memory, ~30% slower);
@@ -165,7 +172,7 @@ class DARNet(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+        return self.fc(self.pool(self.features(x)))
 
 
 def count_parameters(model: nn.Module) -> int:
