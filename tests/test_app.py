@@ -86,6 +86,19 @@ def test_user_error_is_one_line_and_nonzero(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("multirun", [False, True])
+def test_an_output_folder_that_cannot_be_written_is_one_line(tmp_path: Path, multirun: bool) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    sweep = ("fold=0,1", "-m") if multirun else ()
+    result = run_cli("+experiment=smoke", "debug=fdr", f"paths.log_dir={blocker}/logs", *sweep, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {blocker}/logs{'/smoke/sweep' if multirun else ''}: cannot write into this output folder "
+        "(Not a directory); choose another with paths.log_dir=<folder>"
+    ]
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [("model.atention=ca", "atention"), ("data=nosuchdata", "nosuchdata")],

@@ -17,6 +17,7 @@ from darnet_pl.data.preprocess import Preprocessing
 from darnet_pl.data.records import ScanRecord
 from darnet_pl.data.sources import ScanProblem
 from darnet_pl.data.sources.ccii import discover_ccii
+from darnet_pl.io import StorageError
 
 PREP = Preprocessing(size=(4, 8, 8), border_crop=48)
 
@@ -162,10 +163,12 @@ def test_no_partial_file_survives_a_failed_write(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(cache_module.np, "save", failing_save)
-    report = ingest(records, cache, progress=False)
-    assert report.converted == 0 and len(report.failed) == 2
-    assert "No space left on device" in report.failed[0].cause
+    # a full disk is the cache's problem, not the scans': the ingest stops at once with one line naming the file
+    with pytest.raises(StorageError, match=r"^\S+\.npy: cannot write the cache volume \(No space left on device\)$"):
+        ingest(records, cache, progress=False)
     assert not any(cache.has(r) for r in records) and leftovers(cache.directory) == []
+    saved = json.loads((cache.directory / REPORT_JSON).read_text())
+    assert saved["aborted"] is True and saved["failed"] == []  # no scan is blamed
 
     def interrupted_save(handle, array, **kwargs):
         handle.write(b"\x93NUMPY partial")

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from hydra.errors import InstantiationException
 from omegaconf.errors import MissingMandatoryValue
 
+from darnet_pl.io import StorageError
+
 log = logging.getLogger("darnet_pl")
 
 
@@ -21,6 +23,7 @@ class OutOfMemoryAdvice(RuntimeError):
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     OutOfMemoryAdvice,
+    StorageError,
     ValueError,
     FileNotFoundError,
     PermissionError,

@@ -1,8 +1,9 @@
-"""Hydra callbacks: at the end of a multirun, write the sweep's report (tables, ensemble, plots)."""
+"""Hydra callbacks: check the output folder before anything runs; after a multirun, write the sweep's report."""
 
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,30 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
+
+
+class CheckOutputFolder(Callback):
+    """An output folder that cannot be written stops the app with one line and exit code 2, before any job.
+
+    Without it, Hydra fails while creating the job folder, with a traceback that does not say what to change.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config.paths.log_dir)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config.hydra.sweep.dir)
+
+    @staticmethod
+    def _check(folder: str) -> None:
+        from darnet_pl.errors import EXIT_USER_ERROR
+        from darnet_pl.io import StorageError, check_writable
+
+        try:
+            check_writable(folder)
+        except StorageError as error:
+            print(f"error: {error}; choose another with paths.log_dir=<folder>", file=sys.stderr)
+            raise SystemExit(EXIT_USER_ERROR) from None
 
 
 class ReportOnMultirunEnd(Callback):

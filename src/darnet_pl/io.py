@@ -14,6 +14,19 @@ from pathlib import Path
 from typing import Any
 
 
+class StorageError(OSError):
+    """An output cannot be written (full disk, read-only or missing folder); ``<path>: <cause>``, one line."""
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
+
+
+def storage_error(path: str | os.PathLike[str], error: OSError, what: str) -> StorageError:
+    """``<path>: cannot write <what> (<OS reason>)`` - the reason as the OS states it, e.g. no space left."""
+    reason = error.strerror or str(error)
+    return StorageError(error.errno, f"{os.fspath(path)}: cannot write {what} ({reason})")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it is renamed to ``path``, on error removed.
@@ -48,3 +61,15 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
 
 def write_json_atomic(path: str | os.PathLike[str], payload: Any) -> Path:
     return write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def check_writable(folder: str | os.PathLike[str]) -> None:
+    """Create ``folder`` if needed and write (then remove) a probe file in it; raises StorageError if it cannot."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        raise storage_error(folder, error, "into this output folder") from None

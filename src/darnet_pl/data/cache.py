@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import multiprocessing
 import os
 import time
@@ -31,7 +32,9 @@ import numpy as np
 from darnet_pl.data.preprocess import Preprocessing
 from darnet_pl.data.records import ScanRecord
 from darnet_pl.data.sources import ScanError, ScanProblem, load_volume
-from darnet_pl.io import atomic_path, write_json_atomic, write_text_atomic
+from darnet_pl.io import StorageError, atomic_path, storage_error, write_json_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
 
 SETTINGS_NAME = "settings.json"
 REPORT_JSON = "ingest_report.json"
@@ -77,8 +80,11 @@ class VolumeCache:
             )
         self.prepare()
         path = self.path_for(record)
-        with atomic_path(path, suffix=".npy") as tmp, tmp.open("wb") as handle:
-            np.save(handle, np.ascontiguousarray(volume), allow_pickle=False)
+        try:
+            with atomic_path(path, suffix=".npy") as tmp, tmp.open("wb") as handle:
+                np.save(handle, np.ascontiguousarray(volume), allow_pickle=False)
+        except OSError as error:  # the cache's problem (disk full, read-only), not the scan's: stops the ingest
+            raise storage_error(path, error, "the cache volume") from None
         return path
 
     def prepare(self) -> None:
@@ -90,7 +96,10 @@ class VolumeCache:
             if present != expected:
                 raise ValueError(f"{settings}: cache settings {present} differ from the requested {expected}")
             return
-        write_json_atomic(settings, expected)
+        try:
+            write_json_atomic(settings, expected)
+        except OSError as error:
+            raise storage_error(settings, error, "the cache settings") from None
 
 
 @dataclass
@@ -151,7 +160,12 @@ def ingest(
         raise
     finally:
         report.elapsed_s = time.perf_counter() - started
-        write_report(cache, report)
+        try:
+            write_report(cache, report)
+        except OSError as error:
+            if not report.aborted:  # else the error that stopped the ingest is the one to show
+                raise storage_error(cache.directory, error, "the ingest report") from None
+            log.error("%s: cannot write the ingest report (%s)", cache.directory, error.strerror or error)
     return report
 
 
@@ -223,6 +237,8 @@ def convert_one(record: ScanRecord, cache: VolumeCache) -> ScanProblem | None:
         cache.store(record, load_volume(record, cache.prep))
     except ScanError as error:
         return ScanProblem.from_error(record.key, error)
+    except StorageError:
+        raise
     except MemoryError:
         return ScanProblem(record.key, str(record.path), "out of memory while converting")
     except Exception as exc:  # an unexpected failure is still one scan's problem, reported rather than fatal

@@ -30,7 +30,7 @@ from darnet_pl.data.cache import REPORT_JSON, IngestError, IngestReport, VolumeC
 from darnet_pl.data.preprocess import Preprocessing
 from darnet_pl.data.records import ScanRecord, _safe
 from darnet_pl.data.sources import ScanError, ScanProblem
-from darnet_pl.io import atomic_path
+from darnet_pl.io import StorageError, atomic_path
 
 if TYPE_CHECKING:
     from darnet_pl.data.datamodule import CTDataModule
@@ -301,6 +301,8 @@ def convert_positioned(record: ScanRecord, positions: Sequence[int], cache: Volu
         cache.store(record, volume)
     except ScanError as error:
         return ScanProblem.from_error(record.key, error)
+    except StorageError:
+        raise
     except MemoryError:
         return ScanProblem(record.key, str(record.path), "out of memory while converting")
     except Exception as exc:  # one scan's unexpected failure is reported, not fatal
