@@ -28,6 +28,11 @@ def test_quick_benchmark_reports_model_and_ingest() -> None:
         assert variant["train"]["loss_finite"]
     assert "default" in model["variants"] and model["default"]["variant"] in model["variants"]
     assert result["ingest"]["ingest_speedup"] > 0
+    assert set(result["ingest"]["by_depth_interpolation"]) == {"linear", "nearest"}
+    assert result["ingest"]["max_abs_diff"] <= 1  # the fast reader agrees with the baseline up to rounding
+    loader = result["loader"]
+    assert loader["load_only_volumes_per_s"] > 0 and loader["cpu_augmentation_volumes_per_s"] > 0
+    assert loader["device_augmentation"]["volumes_per_s"] > 0
 
 
 class _FakeWorker:

@@ -41,12 +41,22 @@ class _Interrupt(pl.Callback):
 
 
 def _fit(
-    workdir: Path, num_workers: int = 0, interrupt: _Interrupt | None = None, ckpt_path: str | None = None
+    workdir: Path,
+    num_workers: int = 0,
+    interrupt: _Interrupt | None = None,
+    ckpt_path: str | None = None,
+    augment_on_device: bool = False,
 ) -> DARNetModule:
     pl.seed_everything(7, workers=True)
     source = SyntheticSource(patients_per_class=6, scans_per_patient=(1, 1), size=SIZE, seed=0, lesion_scale=2.5)
     data = CTDataModule(
-        source, size=SIZE, batch_size=3, num_workers=num_workers, persistent_workers=num_workers > 0, n_folds=3
+        source,
+        size=SIZE,
+        batch_size=3,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        n_folds=3,
+        augment={"on_device": augment_on_device},
     )
     scheduler = functools.partial(torch.optim.lr_scheduler.MultiStepLR, milestones=[1], gamma=0.5)
     optimizer = functools.partial(torch.optim.Adam, lr=1e-3)
@@ -109,6 +119,12 @@ def test_a_kill_after_an_end_of_epoch_checkpoint_resumes_identically(tmp_path: P
 def test_worker_processes_give_the_same_training_as_the_main_process(tmp_path: Path, uninterrupted) -> None:
     # augmentation is seeded per (seed, epoch, item), not per worker: the loader's parallelism changes nothing
     _assert_same_weights(_fit(tmp_path, num_workers=2), uninterrupted)
+
+
+def test_augmentation_after_the_transfer_draws_the_same_as_in_the_loader(tmp_path: Path, uninterrupted) -> None:
+    # augment.on_device: the random transforms run on the training device, item by item with the loader's seeds;
+    # on the CPU that must be the very same training
+    _assert_same_weights(_fit(tmp_path, augment_on_device=True), uninterrupted)
 
 
 def test_resumable_sampler_order_is_a_function_of_seed_and_epoch() -> None:

@@ -3,6 +3,8 @@
 - ``model``: DARNet training and inference throughput and peak memory per speed option (``bench_model``; every
   variant in its own subprocess), at the paper's input size, or small with ``--quick``.
 - ``ingest``: the fast slice-folder ingest against the baseline reader (``bench_ingest``).
+- ``loader``: training-loader volumes per second per core, with augmentation in the loader or on the device
+  (``bench_loader``), and how many loader cores the model's training speed on this device needs.
 
 Top-level ``train_speedup`` (default training configuration of this device over the fp32 eager baseline) and
 ``ingest_speedup`` repeat the headline numbers. ``--quick`` (~1 minute) checks that everything runs; its numbers
@@ -19,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from darnet_pl.bench_ingest import run_ingest_benchmark
+from darnet_pl.bench_loader import run_loader_benchmark
 from darnet_pl.bench_model import run_model_benchmark
 
 QUICK_MODEL = {
@@ -29,7 +32,8 @@ QUICK_MODEL = {
     "variants": ["fp32", "bf16", "bf16_channels_last", "checkpointing", "default"],
 }
 FULL_MODEL = {"size": (64, 224, 224), "width": 64, "batch": 1, "repeats": 3}
-QUICK_INGEST = {"n_scans": 2, "n_slices": (12, 20), "repeats": 1, "slice_size": 128}
+QUICK_INGEST = {"slice_counts": (12, 20), "repeats": 1, "slice_size": 128}
+QUICK_LOADER = {"size": (8, 32, 32), "n_volumes": 2, "n_items": 4, "repeats": 1}
 
 
 def _progress(line: str) -> None:
@@ -50,12 +54,21 @@ def run_benchmarks(quick: bool = False, model_variants: Sequence[str] | None = N
         ingest = run_ingest_benchmark(**QUICK_INGEST, prep=Preprocessing(size=(8, 32, 32)))
     else:
         ingest = run_ingest_benchmark()
+    print("[bench loader] running", file=sys.stderr, flush=True)
+    loader = run_loader_benchmark(**(QUICK_LOADER if quick else {}))
+    default = model["variants"].get(model["default"]["variant"], {})
+    train_rate = default.get("train", {}).get("volumes_per_s")
+    if train_rate and not quick:  # quick sizes differ between the model and the loader benchmark
+        loader["model_train_volumes_per_s"] = train_rate
+        loader["cores_to_feed_training"] = round(train_rate / loader["cpu_augmentation_volumes_per_s"], 2)
     return {
         "quick": quick,
         "train_speedup": model["train_speedup"],
         "ingest_speedup": ingest["ingest_speedup"],
+        "loader_volumes_per_s_per_core": loader["cpu_augmentation_volumes_per_s"],
         "model": model,
         "ingest": ingest,
+        "loader": loader,
         "wall_s": round(time.perf_counter() - started, 1),
     }
 

@@ -26,7 +26,7 @@ from darnet_pl.data.splits import (
     subsets_for_fold,
     write_split_manifest,
 )
-from darnet_pl.data.transforms import AugmentConfig, eval_transforms, train_transforms
+from darnet_pl.data.transforms import AugmentConfig, DeviceAugmentation, eval_transforms, train_transforms
 from darnet_pl.ddp import per_device
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,7 @@ class CTDataModule(pl.LightningDataModule):
             raise ValueError(f"fold={fold} is out of range: folds are 0..{n_folds - 1}")
         self.augment = AugmentConfig(**(augment or {}))
         self.subsets: dict[str, list[ScanRecord]] = {}
+        self.device_augmentation: DeviceAugmentation | None = None
 
     def prepare_data(self) -> None:
         self.source.prepare()
@@ -96,13 +97,18 @@ class CTDataModule(pl.LightningDataModule):
                 raise SplitError(f"fold {self.hparams.fold}: the {name} subset is empty")
         log.info("fold %d split\n%s", self.hparams.fold, split_summary(self.subsets, self.class_names))
         loader = self.source.volume_loader()
+        augmentation = train_transforms(self.size, self.augment)
+        on_device = self.augment.enabled and self.augment.on_device
+        if on_device:
+            self.device_augmentation = DeviceAugmentation(augmentation)
         self.datasets = {
             "train": ScanDataset(
                 self.subsets["train"],
                 self.class_names,
                 loader,
-                train_transforms(self.size, self.augment),
+                eval_transforms() if on_device else augmentation,
                 seed=_training_seed(),
+                emit_seed=on_device,
             ),
             "val": ScanDataset(self.subsets["val"], self.class_names, loader, eval_transforms()),
             "test": ScanDataset(self.subsets["test"], self.class_names, loader, eval_transforms()),
@@ -189,6 +195,12 @@ class CTDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return DataLoader(self.datasets["test"], shuffle=False, **self._loader_options())
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """With ``augment.on_device``, training batches are augmented here, on the training device."""
+        if self.device_augmentation is not None and self.trainer is not None and self.trainer.training:
+            return self.device_augmentation(batch)
+        return batch
 
     def _training_progress(self) -> EpochKey:
         """(epoch, batches done in it) of the fit loop, for the training loader's checkpointed state."""

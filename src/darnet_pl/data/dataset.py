@@ -20,7 +20,8 @@ VolumeLoader = Callable[[ScanRecord], np.ndarray]
 
 
 class ScanDataset(Dataset):
-    """Items are dictionaries: ``image`` (1, D, H, W) float32 in [0, 1], ``label``, ``patient_id``, ``scan_id``."""
+    """Items are dictionaries: ``image`` (1, D, H, W) float32 in [0, 1], ``label``, ``patient_id``, ``scan_id``
+    (and ``aug_seed`` with ``emit_seed``)."""
 
     def __init__(
         self,
@@ -29,21 +30,25 @@ class ScanDataset(Dataset):
         load_volume: VolumeLoader,
         transform: Callable[[dict], dict] | None = None,
         seed: int = 0,
+        emit_seed: bool = False,
     ) -> None:
         self.records = list(records)
         self.labels = [label_of(r, class_names) for r in self.records]
         self.load_volume = load_volume
         self.transform = transform
         self.seed = seed
+        self.emit_seed = emit_seed  # put the item's seed in it (``aug_seed``), for augmentation after the loader
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, key: int | EpochKey) -> dict:
+        seed = None
         if isinstance(key, tuple):
             epoch, index = key
+            seed = item_seed(self.seed, epoch, index)
             if isinstance(self.transform, Randomizable):
-                self.transform.set_random_state(seed=item_seed(self.seed, epoch, index))
+                self.transform.set_random_state(seed=seed)
         else:
             index = key
         record = self.records[index]
@@ -56,4 +61,6 @@ class ScanDataset(Dataset):
             "patient_id": record.patient_id,
             "scan_id": record.scan_id,
         }
+        if self.emit_seed and seed is not None:
+            item["aug_seed"] = seed
         return self.transform(item) if self.transform is not None else item

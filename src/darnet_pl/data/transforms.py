@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch
 from monai.transforms import Compose, EnsureTyped, RandAffined, RandFlipd
 
 KEYS = ("image",)
@@ -23,6 +24,9 @@ class AugmentConfig:
     rotate_degrees: float = 10.0
     translate_fraction: float = 0.05
     scale_range: float = 0.1
+    # run the random transforms on the training device (GPU) after the batch is transferred, not in the loader's
+    # CPU workers: the same transforms with the same per-scan seeds, so a few CPU cores can feed a fast GPU
+    on_device: bool = False
 
 
 def train_transforms(size: tuple[int, int, int], augment: AugmentConfig) -> Compose:
@@ -57,3 +61,24 @@ def train_transforms(size: tuple[int, int, int], augment: AugmentConfig) -> Comp
 def eval_transforms() -> Compose:
     """Validation and test: no augmentation, ever."""
     return Compose([EnsureTyped(keys=KEYS, track_meta=False)])
+
+
+class DeviceAugmentation:
+    """The random training transforms applied to a collated batch where it lives (e.g. on the GPU).
+
+    MONAI's transforms run on CUDA tensors (flips and the affine's ``grid_sample`` on the GPU). Item ``i`` is
+    transformed with the random state seeded by its ``aug_seed`` (from the dataset), so it draws the same
+    flips and affine parameters as it would in a loader worker: on the CPU both paths give the same tensors.
+    """
+
+    def __init__(self, transform: Compose) -> None:
+        self.transform = transform
+
+    def __call__(self, batch: dict) -> dict:
+        seeds = batch.pop("aug_seed")
+        images = []
+        for image, seed in zip(batch["image"], seeds.tolist(), strict=True):
+            self.transform.set_random_state(seed=int(seed))
+            images.append(self.transform({"image": image})["image"])
+        batch["image"] = torch.stack([torch.as_tensor(image) for image in images])
+        return batch
