@@ -20,7 +20,7 @@ import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -194,35 +194,49 @@ def _convert_all(
     progress: bool,
     report: IngestReport,
 ) -> None:
-    from tqdm.auto import tqdm
-
-    if workers < 0:
-        workers = os.cpu_count() or 1
-    bar = tqdm(total=len(todo), disable=not progress, unit="scan", desc="ingest", dynamic_ncols=True)
-
     def record_result(problem: ScanProblem | None) -> None:
-        bar.update(1)
         if problem is None:
             report.converted += 1
             return
         report.failed.append(problem)
-        bar.set_postfix(failed=len(report.failed))
         if strict:
             raise IngestError(problem.path, problem.cause)
 
+    run_parallel(convert_one, [(record, cache) for record in todo], workers, progress, record_result)
+
+
+def run_parallel(
+    function: Callable[..., ScanProblem | None],
+    jobs: Sequence[tuple],
+    workers: int,
+    progress: bool,
+    on_result: Callable[[ScanProblem | None], None],
+) -> None:
+    """``function(*job)`` for every job, in ``workers`` spawned processes (0: here; < 0: one per core).
+
+    Spawned, not forked: the caller may hold threads (torch). ``on_result`` sees each result as it arrives; what it
+    raises stops the run (pending jobs are cancelled).
+    """
+    from tqdm.auto import tqdm
+
+    if workers < 0:
+        workers = os.cpu_count() or 1
+    bar = tqdm(total=len(jobs), disable=not progress, unit="scan", desc="ingest", dynamic_ncols=True)
     try:
-        if workers == 0 or len(todo) <= 1:
-            for record in todo:
-                record_result(convert_one(record, cache))
+        if workers == 0 or len(jobs) <= 1:
+            for job in jobs:
+                on_result(function(*job))
+                bar.update(1)
             return
-        context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads (torch)
-        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
-            pending: set[Future] = {pool.submit(convert_one, record, cache) for record in todo}
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
+            pending: set[Future] = {pool.submit(function, *job) for job in jobs}
             try:
                 while pending:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in done:
-                        record_result(future.result())
+                        bar.update(1)
+                        on_result(future.result())
             except BaseException:
                 for future in pending:
                     future.cancel()

@@ -15,18 +15,16 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
-import multiprocessing
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from darnet_pl.data.cache import REPORT_JSON, IngestError, IngestReport, VolumeCache, ingest, write_report
+from darnet_pl.data.cache import REPORT_JSON, IngestError, IngestReport, VolumeCache, ingest, run_parallel, write_report
 from darnet_pl.data.preprocess import Preprocessing
 from darnet_pl.data.records import ScanRecord, _safe
 from darnet_pl.data.sources import ScanError, ScanProblem
@@ -308,42 +306,6 @@ def convert_positioned(record: ScanRecord, positions: Sequence[int], cache: Volu
     except Exception as exc:  # one scan's unexpected failure is reported, not fatal
         return ScanProblem(record.key, str(record.path), f"unexpected {type(exc).__name__}: {exc}")
     return None
-
-
-def run_parallel(
-    function: Callable[..., ScanProblem | None],
-    jobs: Sequence[tuple],
-    workers: int,
-    progress: bool,
-    on_result: Callable[[ScanProblem | None], None],
-) -> None:
-    """``function(*job)`` for every job, in ``workers`` spawned processes (0: here; < 0: one per core)."""
-    from tqdm.auto import tqdm
-
-    if workers < 0:
-        workers = os.cpu_count() or 1
-    bar = tqdm(total=len(jobs), disable=not progress, unit="scan", desc="ingest (cleaned)", dynamic_ncols=True)
-    try:
-        if workers == 0 or len(jobs) <= 1:
-            for job in jobs:
-                on_result(function(*job))
-                bar.update(1)
-            return
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
-            pending: set[Future] = {pool.submit(function, *job) for job in jobs}
-            try:
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        bar.update(1)
-                        on_result(future.result())
-            except BaseException:
-                for future in pending:
-                    future.cancel()
-                raise
-    finally:
-        bar.close()
 
 
 def read_records(path: str | os.PathLike[str]) -> list[ScanRecord]:
