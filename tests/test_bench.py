@@ -5,13 +5,14 @@ weight-gradient bug that turned the smoke experiment's loss into NaN is worked a
 from __future__ import annotations
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from darnet_pl.bench import run_benchmarks
 from darnet_pl.bench_model import VARIANTS, default_variant, run_variant
 from darnet_pl.models import DARNet, count_parameters
 from darnet_pl.models.conv import Conv3d
-from darnet_pl.speed import apply_speed_options, resolve_precision
+from darnet_pl.speed import apply_speed_options, resolve_memory_format, resolve_precision
 
 
 def test_quick_benchmark_reports_model_and_ingest() -> None:
@@ -70,7 +71,24 @@ def test_default_variant_follows_the_configs() -> None:
     variant, settings = default_variant("cpu")
     assert settings["precision"] == resolve_precision("auto", "cpu")
     assert variant.bf16 == (settings["precision"] == "bf16-mixed")
+    assert variant.channels_last == variant.bf16  # memory_format=auto: channels_last_3d goes with bf16 on the CPU
     assert resolve_precision("32-true", "cpu") == "32-true"
+    assert resolve_memory_format("auto", "cpu", "bf16-mixed") == "channels_last_3d"
+    assert resolve_memory_format("auto", "cpu", "32-true") == "contiguous"
+    assert resolve_memory_format("auto", "gpu", "bf16-mixed") == "contiguous"
+    assert resolve_memory_format("channels_last_3d", "gpu", "32-true") == "channels_last_3d"
+
+
+def test_auto_memory_format_follows_the_trainer(tmp_path) -> None:
+    from darnet_pl.lit.module import DARNetModule
+
+    for precision, layout in (("bf16-mixed", torch.channels_last_3d), ("32-true", torch.contiguous_format)):
+        module = DARNetModule(width=4, input_size=(8, 32, 32), optimizer=torch.optim.Adam, memory_format="auto")
+        trainer = pl.Trainer(accelerator="cpu", precision=precision, logger=False, default_root_dir=tmp_path)
+        module.trainer = trainer
+        module.setup("fit")
+        assert module.net.stem[0].weight.is_contiguous(memory_format=layout), precision
+        assert module.memory_format == layout
 
 
 def test_speed_options_keep_parameters_and_state_dict() -> None:

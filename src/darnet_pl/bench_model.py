@@ -72,7 +72,7 @@ def default_variant(device: str) -> tuple[Variant, dict[str, Any]]:
     """
     from omegaconf import OmegaConf
 
-    from darnet_pl.speed import resolve_precision
+    from darnet_pl.speed import resolve_memory_format, resolve_precision
 
     trainer = OmegaConf.merge(
         OmegaConf.load(CONF_DIR / "trainer" / "default.yaml"),
@@ -80,9 +80,12 @@ def default_variant(device: str) -> tuple[Variant, dict[str, Any]]:
     )
     model = OmegaConf.load(CONF_DIR / "model" / "darnet.yaml")
     precision = resolve_precision(trainer.get("precision", "32-true"), "cpu" if device == "cpu" else "gpu")
+    memory_format = resolve_memory_format(
+        model.get("memory_format", "contiguous"), "cpu" if device == "cpu" else "gpu", precision
+    )
     settings = {
         "precision": precision,
-        "memory_format": model.get("memory_format", "contiguous"),
+        "memory_format": memory_format,
         "compile": bool(model.get("compile", False)),
         "activation_checkpointing": bool(model.get("activation_checkpointing", False)),
     }

@@ -6,16 +6,20 @@ write out.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.accelerators import CPUAccelerator
 from torch import nn
 
 from darnet_pl.metrics import PaperMetrics
 from darnet_pl.models import DARNet
-from darnet_pl.speed import apply_speed_options, memory_format_of
+from darnet_pl.speed import apply_speed_options, memory_format_of, resolve_memory_format
+
+log = logging.getLogger(__name__)
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
@@ -51,15 +55,26 @@ class DARNetModule(pl.LightningModule):
             width=width,
             ca_reduction=ca_reduction,
         )
-        # speed options (docs/scale.md): weights layout, torch.compile, recomputing stages in the backward pass
-        apply_speed_options(self.net, memory_format, activation_checkpointing, compile)
-        self.memory_format = memory_format_of(memory_format)
+        # speed options (docs/scale.md): weights layout, torch.compile, recomputing stages in the backward pass;
+        # memory_format "auto" is decided in setup(), once the trainer's device and precision are known
+        fixed_format = "contiguous" if memory_format == "auto" else memory_format
+        apply_speed_options(self.net, fixed_format, activation_checkpointing, compile)
+        self.memory_format = memory_format_of(fixed_format)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.criterion = nn.CrossEntropyLoss()
         self.val_metrics = PaperMetrics(self.class_names, positive_class)
         self.test_metrics = PaperMetrics(self.class_names, positive_class)
         self.test_predictions: list[dict[str, Any]] = []
+
+    def setup(self, stage: str) -> None:
+        if self.hparams.memory_format != "auto" or self._trainer is None:
+            return
+        accelerator = "cpu" if isinstance(self.trainer.accelerator, CPUAccelerator) else "gpu"
+        chosen = resolve_memory_format("auto", accelerator, self.trainer.precision)
+        self.net.to(memory_format=memory_format_of(chosen))
+        self.memory_format = memory_format_of(chosen)
+        log.info("memory_format=auto -> %s (%s, precision %s)", chosen, accelerator, self.trainer.precision)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
