@@ -31,6 +31,7 @@ def test_quick_benchmark_reports_model_and_ingest() -> None:
     assert result["ingest"]["ingest_speedup"] > 0
     assert set(result["ingest"]["by_depth_interpolation"]) == {"linear", "nearest"}
     assert result["ingest"]["max_abs_diff"] <= 1  # the fast reader agrees with the baseline up to rounding
+    assert result["memory"]["bf16"]["total_gib"] < result["memory"]["fp32"]["total_gib"]
     loader = result["loader"]
     assert loader["load_only_volumes_per_s"] > 0 and loader["cpu_augmentation_volumes_per_s"] > 0
     assert loader["device_augmentation"]["volumes_per_s"] > 0
@@ -139,3 +140,19 @@ def test_bf16_training_steps_match_fp32_at_the_smoke_size() -> None:
         for name in ("fp32", "bf16")
     }
     assert all(abs(a - b) < 0.05 for a, b in zip(losses["fp32"], losses["bf16"], strict=True)), losses
+
+
+def test_activation_memory_is_counted_per_block_and_linear_in_the_batch() -> None:
+    from darnet_pl.bench_memory import run_memory_benchmark, saved_bytes_per_part
+
+    net = DARNet(input_size=(8, 32, 32), width=4).train()
+    one = saved_bytes_per_part(net, torch.rand(1, 1, 8, 32, 32), bf16=False)
+    two = saved_bytes_per_part(net, torch.rand(2, 1, 8, 32, 32), bf16=False)
+    assert set(one) == {"stem", "head", *(f"layer{s}.{b}" for s in range(1, 5) for b in range(2))}
+    for part in ("stem", "layer1.0", "layer2.0"):  # activations scale with the batch, what the estimate relies on
+        assert two[part] == pytest.approx(2 * one[part], rel=0.01)  # (BatchNorm's per-channel statistics do not)
+    memory = run_memory_benchmark(size=(8, 32, 32), width=4, batch=8)
+    for precision in ("fp32", "bf16"):
+        entry = memory[precision]
+        assert 0 < entry["activations_checkpointed_gib"] < entry["activations_gib"]
+    assert memory["bf16"]["activations_gib"] < memory["fp32"]["activations_gib"]

@@ -3,6 +3,8 @@
 - ``model``: DARNet training and inference throughput and peak memory per speed option (``bench_model``; every
   variant in its own subprocess), at the paper's input size, or small with ``--quick``.
 - ``ingest``: the fast slice-folder ingest against the baseline reader (``bench_ingest``).
+- ``memory``: the training memory of the paper's batch of 8 (model state + saved activations), fp32 and bf16,
+  with and without activation checkpointing (``bench_memory``).
 - ``loader``: training-loader volumes per second per core, with augmentation in the loader or on the device
   (``bench_loader``), and how many loader cores the model's training speed on this device needs.
 
@@ -22,6 +24,7 @@ from typing import Any
 
 from darnet_pl.bench_ingest import run_ingest_benchmark
 from darnet_pl.bench_loader import run_loader_benchmark
+from darnet_pl.bench_memory import run_memory_benchmark
 from darnet_pl.bench_model import run_model_benchmark
 
 QUICK_MODEL = {
@@ -34,6 +37,7 @@ QUICK_MODEL = {
 FULL_MODEL = {"size": (64, 224, 224), "width": 64, "batch": 1, "repeats": 3}
 QUICK_INGEST = {"slice_counts": (12, 20), "repeats": 1, "slice_size": 128}
 QUICK_LOADER = {"size": (8, 32, 32), "n_volumes": 2, "n_items": 4, "repeats": 1}
+QUICK_MEMORY = {"size": (8, 32, 32), "width": 4}
 
 
 def _progress(line: str) -> None:
@@ -61,6 +65,8 @@ def run_benchmarks(quick: bool = False, model_variants: Sequence[str] | None = N
     if train_rate and not quick:  # quick sizes differ between the model and the loader benchmark
         loader["model_train_volumes_per_s"] = train_rate
         loader["cores_to_feed_training"] = round(train_rate / loader["cpu_augmentation_volumes_per_s"], 2)
+    print("[bench memory] running", file=sys.stderr, flush=True)
+    memory = run_memory_benchmark(**(QUICK_MEMORY if quick else {}))
     return {
         "quick": quick,
         "train_speedup": model["train_speedup"],
@@ -69,6 +75,7 @@ def run_benchmarks(quick: bool = False, model_variants: Sequence[str] | None = N
         "model": model,
         "ingest": ingest,
         "loader": loader,
+        "memory": memory,
         "wall_s": round(time.perf_counter() - started, 1),
     }
 

@@ -79,7 +79,7 @@ def apply_speed_options(
 
     - ``memory_format="channels_last_3d"`` stores conv weights NDHWC; activations follow, which suits oneDNN and
       cuDNN kernels.
-    - ``activation_checkpointing`` recomputes each residual stage in the backward pass instead of storing its
+    - ``activation_checkpointing`` recomputes each residual block in the backward pass instead of storing its
       activations (needs a model with an ``activation_checkpointing`` attribute, as DARNet has).
     - ``compile`` compiles the module with ``torch.compile`` (``nn.Module.compile``, which keeps the state-dict keys).
     """
