@@ -122,3 +122,24 @@ def test_one_batch_overfit() -> None:
     model.eval()
     with torch.no_grad():
         assert (model(x).argmax(1) == y).all()
+
+
+@pytest.mark.parametrize("module", ["ca", "da"])
+def test_attention_gives_the_same_values_and_gradients_in_channels_last(module: str) -> None:
+    # the channels_last_3d path pools and rescales on an NDHWC view (much faster there); it must be the same maths
+    from darnet_pl.models.attention import ChannelAttention3d, DepthAttention3d
+
+    torch.manual_seed(0)
+    gate = ChannelAttention3d(32, reduction=4) if module == "ca" else DepthAttention3d(32, depth=6)
+    x = torch.randn(2, 32, 6, 10, 12)
+    upstream = torch.randn_like(x)
+    results = []
+    for layout in (torch.contiguous_format, torch.channels_last_3d):
+        xi = x.clone().contiguous(memory_format=layout).requires_grad_()
+        gate.zero_grad()
+        out = gate(xi)
+        assert out.is_contiguous(memory_format=layout)
+        out.backward(upstream)
+        results.append((out.detach(), xi.grad, *(p.grad.clone() for p in gate.parameters())))
+    for plain, channels_last in zip(*results, strict=True):
+        torch.testing.assert_close(channels_last, plain, rtol=1e-5, atol=1e-6)

@@ -64,7 +64,7 @@ def run_benchmarks(quick: bool = False, model_variants: Sequence[str] | None = N
     train_rate = default.get("train", {}).get("volumes_per_s")
     if train_rate and not quick:  # quick sizes differ between the model and the loader benchmark
         loader["model_train_volumes_per_s"] = train_rate
-        loader["cores_to_feed_training"] = round(train_rate / loader["cpu_augmentation_volumes_per_s"], 2)
+        loader["cores_to_feed_training"] = float(f"{train_rate / loader['cpu_augmentation_volumes_per_s']:.3g}")
     print("[bench memory] running", file=sys.stderr, flush=True)
     memory = run_memory_benchmark(**(QUICK_MEMORY if quick else {}))
     return {
