@@ -51,14 +51,14 @@ declare -A STATUS SECONDS_TAKEN
 step() {  # step NAME TIMEOUT_S COMMAND...: run with a time limit, record status and duration, never abort
   local name=$1 limit=$2 t0 rc
   shift 2
-  echo "=== $name (limit ${limit}s): $*"
+  echo "=== $name (limit ${limit}s): $*" >&2  # stderr: a step's stdout may be its JSON result
   t0=$(date +%s)
   timeout --kill-after=10 "$limit" "$@"
   rc=$?
   SECONDS_TAKEN[$name]=$(( $(date +%s) - t0 ))
   if [[ $rc == 0 ]]; then STATUS[$name]=ok; elif [[ $rc == 124 || $rc == 137 ]]; then STATUS[$name]=timeout
   else STATUS[$name]="failed ($rc)"; fi
-  echo "=== $name: ${STATUS[$name]} in ${SECONDS_TAKEN[$name]}s"
+  echo "=== $name: ${STATUS[$name]} in ${SECONDS_TAKEN[$name]}s" >&2
 }
 
 # --- dependencies: what the image lacks comes from the carried wheels, installed outside the image's env
