@@ -143,11 +143,11 @@ def test_bf16_training_steps_match_fp32_at_the_smoke_size() -> None:
 
 
 def test_activation_memory_is_counted_per_block_and_linear_in_the_batch() -> None:
-    from darnet_pl.bench_memory import run_memory_benchmark, saved_bytes_per_part
+    from darnet_pl.bench_memory import count_saved_bytes, run_memory_benchmark
 
     net = DARNet(input_size=(8, 32, 32), width=4).train()
-    one = saved_bytes_per_part(net, torch.rand(1, 1, 8, 32, 32), bf16=False)
-    two = saved_bytes_per_part(net, torch.rand(2, 1, 8, 32, 32), bf16=False)
+    one = count_saved_bytes(net, torch.rand(1, 1, 8, 32, 32), bf16=False).per_part
+    two = count_saved_bytes(net, torch.rand(2, 1, 8, 32, 32), bf16=False).per_part
     assert set(one) == {"stem", "head", *(f"layer{s}.{b}" for s in range(1, 5) for b in range(2))}
     for part in ("stem", "layer1.0", "layer2.0"):  # activations scale with the batch, what the estimate relies on
         assert two[part] == pytest.approx(2 * one[part], rel=0.01)  # (BatchNorm's per-channel statistics do not)

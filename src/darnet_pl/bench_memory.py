@@ -19,7 +19,7 @@ import argparse
 import json
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -37,11 +37,25 @@ def _parts(net: DARNet) -> list[tuple[str, torch.nn.Module]]:
     return [*parts, ("head", net.pool), ("head", net.fc)]
 
 
-def saved_bytes_per_part(net: DARNet, x: torch.Tensor, bf16: bool) -> dict[str, int]:
+class SavedBytes(NamedTuple):
+    """One forward pass's account: bytes saved for backward per part, and the bytes of the blocks' inputs."""
+
+    per_part: dict[str, int]
+    block_inputs: int  # what checkpointing keeps per residual block: its input
+
+
+def count_saved_bytes(net: DARNet, x: torch.Tensor, bf16: bool) -> SavedBytes:
     """Bytes autograd saves for backward during ``net(x)``, by part (stem, each residual block, head)."""
     current = ["stem"]
+    block_inputs = [0]
+
+    def enter(part: str, inputs: tuple[torch.Tensor, ...]) -> None:
+        current[0] = part
+        if part.startswith("layer"):
+            block_inputs[0] += inputs[0].untyped_storage().nbytes()
+
     hooks = [
-        module.register_forward_pre_hook(lambda *_, part=part: current.__setitem__(0, part))
+        module.register_forward_pre_hook(lambda _, inputs, part=part: enter(part, inputs))
         for part, module in _parts(net)
     ]
     # weights are saved by the convolutions too: they belong to the model state, counted apart
@@ -64,19 +78,7 @@ def saved_bytes_per_part(net: DARNet, x: torch.Tensor, bf16: bool) -> dict[str, 
     finally:
         for hook in hooks:
             hook.remove()
-    return dict(per_part)
-
-
-def _block_input_bytes(net: DARNet, x: torch.Tensor, bf16: bool) -> int:
-    """What checkpointing keeps per residual block: its input (the output of the part before it)."""
-    total = 0
-    with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-        h = net.stem(x)
-        for name in STAGES:
-            for block in getattr(net, name):
-                total += h.untyped_storage().nbytes()
-                h = block(h)
-    return total
+    return SavedBytes(dict(per_part), block_inputs[0])
 
 
 def run_memory_benchmark(
@@ -97,9 +99,9 @@ def run_memory_benchmark(
         "method": "bytes autograd saves at batch 1 (each storage once) x batch; a lower bound of the GPU peak",
     }
     for precision, bf16 in (("fp32", False), ("bf16", True)):
-        parts = saved_bytes_per_part(net, x, bf16)
+        parts, block_inputs = count_saved_bytes(net, x, bf16)
         plain = sum(parts.values()) * batch
-        kept = parts.get("stem", 0) + parts.get("head", 0) + _block_input_bytes(net, x, bf16)
+        kept = parts.get("stem", 0) + parts.get("head", 0) + block_inputs
         checkpointed = (kept + max(v for k, v in parts.items() if k.startswith("layer"))) * batch
         result[precision] = {
             "activations_gib": round(plain / GIB, 3),
