@@ -13,6 +13,7 @@ import torch
 from darnet_pl.data.datamodule import CTDataModule
 from darnet_pl.data.folder_source import FolderSource, SourceError
 from tests.ccii_tree import write_csv, write_scan
+from tests.dicom_series import save_ct_slice
 
 SIZE = (4, 8, 8)
 PREP = {"size": list(SIZE), "border_crop": 0}
@@ -30,26 +31,12 @@ def write_nifti(path: Path, hu: float) -> Path:
 
 def write_dicom(folder: Path, hu: float, n_slices: int = 5) -> Path:
     """One axial CT series, one file per slice, ordered by position (z = 5 * k)."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import generate_uid
 
     folder.mkdir(parents=True, exist_ok=True)
     series = generate_uid()
     for k in range(n_slices):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.Modality, ds.SeriesInstanceUID = "CT", series
-        ds.ImagePositionPatient, ds.ImageOrientationPatient = [0.0, 0.0, 5.0 * k], [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-        ds.PixelSpacing, ds.Rows, ds.Columns = [0.7, 0.7], 12, 12
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleSlope, ds.RescaleIntercept = 1.0, -1024.0
-        ds.PixelData = np.full((12, 12), hu + 1024, np.int16).tobytes()
-        ds.save_as(folder / f"IM{k:03d}.dcm", enforce_file_format=True)
+        save_ct_slice(folder / f"IM{k:03d}.dcm", np.full((12, 12), hu), [0.0, 0.0, 5.0 * k], series, 0.7)
     return folder
 
 

@@ -31,6 +31,7 @@ from darnet_pl.data.synthetic_source import SyntheticSource
 from darnet_pl.explain.nifti import diagonal_affine
 from darnet_pl.lit.module import DARNetModule
 from darnet_pl.predict import main
+from tests.dicom_series import save_ct_slice
 
 SIZE = (16, 32, 32)
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -72,32 +73,16 @@ def write_nifti(path: Path, volume: np.ndarray) -> Path:
 
 def write_dicom(folder: Path, volume: np.ndarray) -> Path:
     """The volume as an axial CT series in Hounsfield units (lung window inverted), under shuffled file names."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import generate_uid
 
     folder.mkdir(parents=True)
-    depth, rows, cols = volume.shape
+    depth = volume.shape[0]
     hu = volume.astype(np.float32) / 255.0 * 1500.0 - 1350.0
     series = generate_uid()
     order = np.random.default_rng(0).permutation(depth)
     for d in range(depth):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.Modality, ds.SeriesInstanceUID = "CT", series
-        ds.ImagePositionPatient = [-100.0, -100.0, 5.0 * (depth - 1 - d)]  # LPS: slice 0 is the most superior
-        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]  # columns to patient-left, rows to posterior
-        ds.PixelSpacing = [6.0, 6.0]
-        ds.Rows, ds.Columns = rows, cols
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleSlope, ds.RescaleIntercept = 1.0, -1024.0
-        ds.PixelData = np.rint(hu[d] + 1024.0).astype(np.int16).tobytes()
-        ds.save_as(folder / f"IM{order[d]:04d}", enforce_file_format=True)
+        # LPS: slice 0 is the most superior; columns to patient-left, rows to posterior
+        save_ct_slice(folder / f"IM{order[d]:04d}", hu[d], [-100.0, -100.0, 5.0 * (depth - 1 - d)], series, 6.0)
     return folder
 
 

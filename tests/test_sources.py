@@ -20,6 +20,7 @@ from darnet_pl.data.sources import slices as slices_module
 from darnet_pl.data.sources.folder import read_scan_list
 from darnet_pl.data.sources.slices import list_slices, read_slice_folder, read_slice_folder_baseline
 from darnet_pl.data.sources.volumes import orient_dhw
+from tests.dicom_series import save_ct_slice
 
 # --------------------------------------------------------------------------------------------- helpers
 
@@ -372,37 +373,16 @@ def write_dicom_series(
     **extra,
 ) -> list[Path]:
     """Axial CT slices at z = 10 * k (LPS: +z is superior), saved under shuffled, meaningless file names."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import generate_uid
 
     folder.mkdir(parents=True, exist_ok=True)
     series_uid = series_uid or generate_uid()
     names = [f"IM{n:04d}.dcm" for n in np.random.default_rng(len(hu_per_slice)).permutation(len(hu_per_slice))]
     paths = []
     for k, (hu, name) in enumerate(zip(hu_per_slice, names, strict=True)):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.Modality, ds.SeriesInstanceUID = "CT", series_uid
-        ds.ImagePositionPatient = [-100.0, -120.0, 10.0 * k]
-        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-        ds.PixelSpacing = [0.7, 0.7]
-        ds.Rows, ds.Columns = rows, cols
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleSlope, ds.RescaleIntercept = 1.0, -1024.0
-        pixels = np.full((rows, cols), hu + 1024, np.int16)
-        pixels[0, 0] = 150 + 1024  # anterior (row 0), patient's right (column 0): bright marker
-        ds.PixelData = pixels.tobytes()
-        for key, value in extra.items():
-            setattr(ds, key, value)
-        path = folder / name
-        ds.save_as(path, enforce_file_format=True)
-        paths.append(path)
+        plane = np.full((rows, cols), hu)
+        plane[0, 0] = 150  # anterior (row 0), patient's right (column 0): bright marker
+        paths.append(save_ct_slice(folder / name, plane, [-100.0, -120.0, 10.0 * k], series_uid, 0.7, **extra))
     return paths
 
 
