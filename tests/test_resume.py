@@ -129,12 +129,12 @@ def test_augmentation_after_the_transfer_draws_the_same_as_in_the_loader(tmp_pat
 
 def test_resumable_sampler_order_is_a_function_of_seed_and_epoch() -> None:
     data = list(range(10))
-    full = ResumableSampler(data, num_replicas=1, rank=0, seed=3, batch_size=2)
+    full = ResumableSampler(data, num_replicas=1, rank=0, seed=3)
     full.set_epoch(4)
     order = list(full)
     assert {e for e, _ in order} == {4} and sorted(i for _, i in order) == data
-    resumed = ResumableSampler(data, num_replicas=1, rank=0, seed=3, batch_size=2)
-    resumed.resume(epoch=4, batches_done=3)
+    resumed = ResumableSampler(data, num_replicas=1, rank=0, seed=3)
+    resumed.resume(epoch=4, items_done=6)
     assert list(resumed) == order[6:]
     assert list(resumed) == order  # the skip applies to the resumed epoch's first pass only
     resumed.set_epoch(5)

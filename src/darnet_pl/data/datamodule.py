@@ -158,30 +158,21 @@ class CTDataModule(pl.LightningDataModule):
 
     def _loader_options(self) -> dict[str, Any]:
         workers = self.hparams.num_workers
+        world = self.trainer.world_size if self.trainer is not None else 1
         return {
-            "batch_size": self._device_batch(),
+            "batch_size": per_device(self.hparams.batch_size, world),
             "num_workers": workers,
             "pin_memory": self.hparams.pin_memory,
             "persistent_workers": self.hparams.persistent_workers and workers > 0,
             "drop_last": False,
         }
 
-    def _device_batch(self) -> int:
-        world = self.trainer.world_size if self.trainer is not None else 1
-        return per_device(self.hparams.batch_size, world)
-
     def train_dataloader(self) -> DataLoader:
         # data.batch_size is the GLOBAL batch: under DDP each process loads its share. Training batches are cut from
         # one seeded permutation the same way whatever the number of processes (Lightning keeps a sampler that is
         # already distributed), so DDP trains on exactly the global batches of a one-process run.
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
-        sampler = ResumableSampler(
-            self.datasets["train"],
-            num_replicas=world,
-            rank=rank,
-            seed=_training_seed(),
-            batch_size=self._device_batch(),
-        )
+        sampler = ResumableSampler(self.datasets["train"], num_replicas=world, rank=rank, seed=_training_seed())
         return ResumableDataLoader(
             self.datasets["train"],
             sampler=sampler,

@@ -38,21 +38,20 @@ class ResumableSampler(DistributedSampler):
     A subclass, so Lightning keeps it under DDP instead of injecting its own.
     """
 
-    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int, batch_size: int) -> None:
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
-        self.batch_size = batch_size
-        self._resume_at: EpochKey | None = None  # (epoch, batches already done in it)
+        self._resume_at: EpochKey | None = None  # (epoch, items of this process already done in it)
 
-    def resume(self, epoch: int, batches_done: int) -> None:
-        """Make the next iteration epoch ``epoch``, starting after its first ``batches_done`` batches."""
+    def resume(self, epoch: int, items_done: int) -> None:
+        """Make the next iteration epoch ``epoch``, starting after its first ``items_done`` items."""
         self.set_epoch(epoch)
-        self._resume_at = (epoch, batches_done)
+        self._resume_at = (epoch, items_done)
 
     def __iter__(self) -> Iterator[EpochKey]:  # type: ignore[override]
         epoch = self.epoch
         skip = 0
         if self._resume_at is not None and self._resume_at[0] == epoch:
-            skip = self._resume_at[1] * self.batch_size
+            skip = self._resume_at[1]
         self._resume_at = None
         indices = list(super().__iter__())
         return iter([(epoch, index) for index in indices[skip:]])
@@ -78,4 +77,4 @@ class ResumableDataLoader(DataLoader):
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         if state and isinstance(self.sampler, ResumableSampler):
-            self.sampler.resume(state["epoch"], state["batches_done"])
+            self.sampler.resume(state["epoch"], state["batches_done"] * self.batch_size)
