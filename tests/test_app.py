@@ -94,7 +94,7 @@ def test_an_output_folder_that_cannot_be_written_is_one_line(tmp_path: Path, mul
     result = run_cli("+experiment=smoke", "debug=fdr", f"paths.log_dir={blocker}/logs", *sweep, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"error: {blocker}/logs{'/smoke/sweep' if multirun else ''}: cannot write into this output folder "
+        f"error: {blocker}/logs/smoke/{'sweep' if multirun else 'runs'}: cannot write into this output folder "
         "(Not a directory); choose another with paths.log_dir=<folder>"
     ]
 

@@ -91,15 +91,19 @@ def read_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
 def _load_failure(exc: Exception, path: Path) -> str:
     """Why ``torch.load(weights_only=True)`` failed, in a few words."""
     text = str(exc)
-    if "Weights only load failed" in text:
-        found = re.search(r"GLOBAL ([\w.]+)", text)
-        what = f"the Python object {found.group(1)}" if found else "pickled Python objects"
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    if found:
         return (
-            f"refused: the file holds {what}, which safe loading (weights_only=True) does not unpickle; "
-            "only checkpoints made of tensors and plain values are loaded"
+            f"refused: the file holds the Python object {found.group(1)}, which safe loading (weights_only=True) "
+            "does not unpickle; only checkpoints made of tensors and plain values are loaded"
         )
     if not zipfile.is_zipfile(path):
         return "not a PyTorch checkpoint (not a torch.save archive)"
+    if "Weights only load failed" in text:
+        return (
+            "refused: the file holds pickled Python objects, which safe loading (weights_only=True) does not "
+            "unpickle; only checkpoints made of tensors and plain values are loaded"
+        )
     first = text.strip().splitlines()[0] if text.strip() else ""
     return f"damaged or not a PyTorch checkpoint ({type(exc).__name__}{': ' + first[:120] if first else ''})"
 

@@ -20,13 +20,14 @@ class CheckOutputFolder(Callback):
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(config.paths.log_dir)
+        # the run folder itself is made by Hydra right after; its parent is what must be writable
+        self._check(Path(str(config.hydra.run.dir)).parent)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(config.hydra.sweep.dir)
 
     @staticmethod
-    def _check(folder: str) -> None:
+    def _check(folder: str | Path) -> None:
         from darnet_pl.errors import EXIT_USER_ERROR
         from darnet_pl.io import StorageError, check_writable
 

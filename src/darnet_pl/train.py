@@ -74,6 +74,23 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path, redo: bool = Fals
     return ckpt_path
 
 
+def check_resumable(path: str, cfg: DictConfig) -> None:
+    """Refuse, in one line naming the file, a checkpoint that holds code, is damaged, or is of another model.
+
+    Read with ``weights_only=True`` (nothing is unpickled that could run code) before Lightning touches it.
+    """
+    from darnet_pl.checkpoints import check_expected, metadata_of, read_checkpoint
+
+    meta = metadata_of(read_checkpoint(path), path)
+    check_expected(
+        meta,
+        expect_attention=str(cfg.model.get("attention", meta.attention)),
+        expect_input_size=list(cfg.data.get("size", meta.input_size)),
+    )
+    if meta.width != int(cfg.model.get("width", meta.width)):
+        raise ValueError(f"{path}: a DARNet of width {meta.width}, but this run builds width {cfg.model.width}")
+
+
 def write_predictions(rows: list[dict[str, Any]], path: Path) -> None:
     if not rows:
         return
@@ -133,10 +150,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "git_commit": git_commit()})
 
     resume_from = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir, bool(cfg.get("redo")))
-    # our own checkpoints (they hold callback and hyper-parameter state, not only tensors)
+    if resume_from:
+        check_resumable(resume_from, cfg)
     try:
         with advice_on_out_of_memory(cfg, "training"):
-            trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=False)
+            trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     except SIGTERMException:
         raise stop_after_sigterm(output_dir) from None
 
@@ -152,7 +170,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         tester = single_device_trainer(trainer)  # after DDP, one device, so that every test scan counts once
         try:
             with advice_on_out_of_memory(cfg, "testing"):
-                tester.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
+                tester.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         except SIGTERMException:
             raise stop_after_sigterm(output_dir) from None
         metrics = {k: float(v) for k, v in tester.callback_metrics.items() if k.startswith("test/")}
