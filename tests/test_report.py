@@ -270,8 +270,8 @@ def test_cli_errors_and_rerun(sweep: Path, tmp_path: Path, capsys: pytest.Captur
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "nope" in err and "\n" not in err
     (tmp_path / "empty" / "a").mkdir(parents=True)
-    assert main([str(tmp_path / "empty")]) == 1
-    assert "no finished job" in capsys.readouterr().err
+    assert main([str(tmp_path / "empty")]) == 2
+    assert "no finished run or sweep job found" in capsys.readouterr().err
     with pytest.raises(NothingToReport):
         write_report(tmp_path / "empty")
     assert main([str(sweep / "none" / "fold0"), "--out", str(sweep / "none" / "fold1")]) == 2

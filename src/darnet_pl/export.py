@@ -17,9 +17,9 @@ depth-attention layers are built for one depth. Each export is checked against t
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib
+import io
 import json
 import logging
 import os
@@ -33,8 +33,9 @@ from typing import Any
 import torch
 
 from darnet_pl.checkpoints import CheckpointMetadata, load_for_inference
+from darnet_pl.console import EXIT_SIGINT, EXIT_USER_ERROR, OneLineParser
 from darnet_pl.errors import USER_ERRORS, one_line
-from darnet_pl.io import atomic_path, write_json_atomic
+from darnet_pl.io import output_folder, publish_files
 from darnet_pl.models import DARNet
 
 METADATA_KEY = "darnet"
@@ -107,22 +108,27 @@ def check_parity(name: str, reference: torch.Tensor, exported: Any, tolerance: f
     return diff
 
 
-def export_torchscript(model: DARNet, path: Path, metadata: dict[str, Any]) -> Path:
-    """Trace ``model`` (batch left free), embed ``metadata`` as ``darnet.json``, check it on another batch size."""
+def torchscript_bytes(model: DARNet, metadata: dict[str, Any]) -> bytes:
+    """Trace ``model`` (batch left free), embed ``metadata`` as ``darnet.json``, check it on another batch size.
+
+    Serialised in memory, never straight into a file: LibTorch's writer aborts the whole process (a C++ exception,
+    no Python error) when the disk fills up under it, and leaves its half-written file behind.
+    """
     model.eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # deprecation notice, and shape checks recorded as constants (sizes are fixed)
         traced = torch.jit.trace(model, example_input(model, 2), check_trace=False)
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.jit.save(traced, str(tmp), _extra_files={TORCHSCRIPT_EXTRA_FILE: json.dumps(metadata, indent=2)})
+    buffer = io.BytesIO()
+    torch.jit.save(traced, buffer, _extra_files={TORCHSCRIPT_EXTRA_FILE: json.dumps(metadata, indent=2)})
+    data = buffer.getvalue()
     x = example_input(model, 3)
     with torch.inference_mode():
         reference = model(x)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            loaded = torch.jit.load(str(path), map_location="cpu")
-        check_parity(str(path), reference, loaded(x))
-    return path
+            loaded = torch.jit.load(io.BytesIO(data), map_location="cpu")
+        check_parity("TorchScript export", reference, loaded(x))
+    return data
 
 
 def check_onnx_ready(opset: int) -> None:
@@ -136,18 +142,27 @@ def check_onnx_ready(opset: int) -> None:
             ) from None
     if opset < MIN_OPSET:
         raise ExportError(f"--opset {opset}: DARNet's export needs opset {MIN_OPSET} or later")
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if opset > newest:  # the exporter would log a converter traceback and then fall back to another opset
+        raise ExportError(f"--opset {opset}: the installed onnx {onnx.__version__} knows opsets up to {newest}")
 
 
-def export_onnx(model: DARNet, path: Path, metadata: dict[str, Any], opset: int = DEFAULT_OPSET) -> Path:
-    """Export with the dynamo exporter (dynamic batch), add ``metadata_props``, check with onnxruntime if present."""
+def onnx_bytes(model: DARNet, metadata: dict[str, Any], opset: int = DEFAULT_OPSET) -> bytes:
+    """Export with the dynamo exporter (dynamic batch), add ``metadata_props``, check with onnxruntime if present.
+
+    Serialised in memory like the TorchScript file, so that nothing is written before every export is checked.
+    """
     check_onnx_ready(opset)
     import onnx
 
     model.eval()
     batch = torch.export.Dim("batch", min=1)
-    registry_log = logging.getLogger("torch.onnx._internal.exporter._registration")
-    level = registry_log.level
-    registry_log.setLevel(logging.ERROR)  # "torchvision is not installed" notices: DARNet uses no torchvision op
+    quiet = [logging.getLogger(name) for name in ("torch.onnx._internal.exporter._registration", "onnxscript")]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:  # "torchvision is not installed" notices (DARNet uses no torchvision op), converter noise
+        logger.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -156,24 +171,24 @@ def export_onnx(model: DARNet, path: Path, metadata: dict[str, Any], opset: int 
                 output_names=[OUTPUT_NAME], dynamic_shapes={"x": {0: batch}}, verbose=False,
             )  # fmt: skip
     finally:
-        registry_log.setLevel(level)
+        for logger, level in zip(quiet, levels, strict=True):
+            logger.setLevel(level)
     proto = program.model_proto
     actual = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     if actual != opset:
-        raise ExportError(f"{path}: the exporter produced opset {actual}, not the requested {opset}")
+        raise ExportError(f"--opset {opset}: the exporter produced opset {actual}, not the requested {opset}")
     onnx.helper.set_model_props(proto, {METADATA_KEY: json.dumps(metadata)})
-    with atomic_path(path, suffix=".onnx") as tmp:
-        onnx.save(proto, str(tmp))
+    data = proto.SerializeToString()
     try:
         import onnxruntime
     except ImportError:
-        return path
+        return data
     x = example_input(model, 3)
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
     (logits,) = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})
     with torch.inference_mode():
-        check_parity(str(path), model(x), torch.from_numpy(logits))
-    return path
+        check_parity("ONNX export", model(x), torch.from_numpy(logits))
+    return data
 
 
 def read_torchscript_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -206,30 +221,48 @@ def export(
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise ExportError(f"unknown format(s) {unknown}: expected some of {list(FORMATS)}")
+    if name is not None:
+        check_name(name)
     model, meta = load_for_inference(checkpoint, map_location="cpu")
     folder = Path(out_dir) if out_dir is not None else checkpoint.parent
-    stem = name or checkpoint.stem
-    targets = {fmt: folder / f"{stem}{SUFFIXES[fmt]}" for fmt in FORMATS if fmt in formats}
-    targets["metadata"] = folder / f"{stem}.json"
-    existing = [str(p) for p in targets.values() if p.exists()]
-    if existing and not overwrite:
-        raise ExportError(f"{existing[0]}: exists (pass --overwrite to replace the export)")
+    stem = name if name is not None else checkpoint.stem
+    targets = {fmt: f"{stem}{SUFFIXES[fmt]}" for fmt in FORMATS if fmt in formats}
+    targets["metadata"] = f"{stem}.json"
+    check_not_there(folder, targets.values(), overwrite)
     if "onnx" in targets:
         check_onnx_ready(opset)
     metadata = export_metadata(meta, checkpoint)
-    written: dict[str, Path] = {}
+    contents: dict[str, bytes] = {}
     if "torchscript" in targets:
-        written["torchscript"] = export_torchscript(model, targets["torchscript"], metadata)
+        contents[targets["torchscript"]] = torchscript_bytes(model, metadata)
     if "onnx" in targets:
-        written["onnx"] = export_onnx(model, targets["onnx"], {**metadata, "onnx_opset": opset}, opset=opset)
-    files = {fmt: path.name for fmt, path in written.items()}
-    onnx_opset = opset if "onnx" in written else None
-    written["metadata"] = write_json_atomic(targets["metadata"], {**metadata, "files": files, "onnx_opset": onnx_opset})
-    return written
+        contents[targets["onnx"]] = onnx_bytes(model, {**metadata, "onnx_opset": opset}, opset=opset)
+    files = {fmt: file for fmt, file in targets.items() if fmt != "metadata"}
+    sidecar = {**metadata, "files": files, "onnx_opset": opset if "onnx" in targets else None}
+    contents[targets["metadata"]] = (json.dumps(sidecar, indent=2, sort_keys=True, default=str) + "\n").encode()
+    with output_folder(folder, "darnet-export"):
+        check_not_there(folder, targets.values(), overwrite)  # again, now that no other export can write here
+        publish_files(folder, contents, "the exported model")
+    return {fmt: folder / file for fmt, file in targets.items()}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def check_name(name: str) -> None:
+    """``--name`` is a file name stem: a path in it (``../x``, ``a/b``) would write outside ``--out``."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or os.sep in name or "\0" in name:
+        raise ExportError(
+            f"--name {name!r}: must be a plain file name stem (no folders, no '..'); use --out for the folder"
+        )
+
+
+def check_not_there(folder: Path, names: Any, overwrite: bool) -> None:
+    """Existing exports are kept unless ``overwrite``."""
+    existing = [str(folder / name) for name in names if (folder / name).exists()]
+    if existing and not overwrite:
+        raise ExportError(f"{existing[0]}: exists (pass --overwrite to replace the export)")
+
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(
         prog="darnet-export",
         description="Export a DARNet checkpoint as TorchScript and/or ONNX with its preprocessing metadata.",
     )
@@ -243,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point: 0 on success, 2 on user errors (one line)."""
+    """Console entry point: 0 on success, 2 on user errors (one line), 130 when interrupted (nothing written)."""
     args = build_parser().parse_args(argv)
     try:
         written = export(args.ckpt, args.out, args.format, args.name, args.opset, args.overwrite)
@@ -251,7 +284,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("DARNET_FULL_ERROR"):
             raise
         print(f"error: {one_line(error)}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:  # files are only written together at the end: an interrupt leaves none
+        print("interrupted: nothing was written", file=sys.stderr)
+        return EXIT_SIGINT
     for fmt, path in written.items():
         print(f"{fmt}: {path}")
     return 0

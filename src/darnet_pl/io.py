@@ -6,10 +6,13 @@ A crash or a full disk never leaves a truncated file under the final name that a
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,20 +34,36 @@ def storage_error(path: str | os.PathLike[str], error: OSError, what: str) -> St
 def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it is renamed to ``path``, on error removed.
 
-    ``suffix`` keeps an extension some writers insist on (``np.save`` appends ``.npy`` otherwise).
+    ``suffix`` keeps an extension some writers insist on (``np.save`` appends ``.npy`` otherwise). An ``OSError``
+    in the block or on the way (full disk, read-only folder) leaves with ``filename`` set to ``path``: the temporary
+    name means nothing to a user, the file that could not be written does (see ``storage_guard``).
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix or ".tmp", dir=final.parent)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix or ".tmp", dir=final.parent)
+    except OSError as error:
+        _name(error, final)
+        raise
     os.close(fd)
     tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; results are meant to be shared like any other
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; results are meant to be shared like any other
         yield tmp
         os.replace(tmp, final)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        _name(error, final)
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _name(error: OSError, path: Path) -> None:
+    """Give ``error`` ``path`` as its file name (a StorageError already names its file and is left alone)."""
+    if not isinstance(error, StorageError):
+        error.filename, error.filename2 = os.fspath(path), None
 
 
 def _umask() -> int:
@@ -73,3 +92,106 @@ def check_writable(folder: str | os.PathLike[str]) -> None:
         os.unlink(probe)
     except OSError as error:
         raise storage_error(folder, error, "into this output folder") from None
+
+
+class FolderInUse(StorageError):
+    """Another process is writing the same output folder right now."""
+
+
+@contextlib.contextmanager
+def storage_guard(default: str | os.PathLike[str], what: str) -> Iterator[None]:
+    """Turn an ``OSError`` of the block into a one-line ``StorageError`` naming the file it was writing.
+
+    The file is the error's own ``filename`` (``atomic_path`` sets it to the final name), else ``default``.
+    """
+    try:
+        yield
+    except StorageError:
+        raise
+    except OSError as error:
+        raise storage_error(error.filename or default, error, what) from None
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """The folders ``folder.mkdir(parents=True)`` would create, innermost first."""
+    missing = []
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    return missing
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    for folder in folders:  # innermost first; stops at the first folder that holds something
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+@contextlib.contextmanager
+def output_folder(folder: str | os.PathLike[str], tool: str) -> Iterator[Path]:
+    """Create ``folder`` if needed and hold an exclusive lock on it for the block.
+
+    Two processes writing the same folder at once would mix their files; the second one is refused at once
+    (``FolderInUse``) rather than made to wait for a run that may never end. The lock is ``flock`` on the folder
+    itself, so no lock file is left behind. Folders this call created are removed again when the block fails and
+    leaves them empty: a refused or failed run leaves nothing behind.
+    """
+    folder = Path(folder)
+    created = _missing_folders(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as error:
+        _remove_if_empty(created)
+        if isinstance(error, FileExistsError | NotADirectoryError):
+            raise StorageError(error.errno, f"{folder}: is not a folder") from None
+        raise storage_error(folder, error, "into this output folder") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FolderInUse(
+                errno.EBUSY, f"{folder}: another {tool} is writing into this folder right now; wait for it to finish"
+            ) from None
+        yield folder
+    except BaseException:
+        _remove_if_empty(created)
+        raise
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def publish_files(folder: str | os.PathLike[str], files: Mapping[str, bytes], what: str) -> list[Path]:
+    """Write several files into ``folder`` together: all of them or, if any write fails, none.
+
+    Each file is first written into a hidden staging folder inside ``folder`` (same file system, so renames are
+    atomic); only when every one is complete are they renamed into place. A full disk or an interrupt while
+    writing therefore changes nothing in ``folder`` and leaves no temporary files. Names are plain file names.
+    """
+    folder = Path(folder)
+    for name in files:
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise ValueError(f"{name!r}: not a plain file name")
+        if (folder / name).is_dir():
+            raise StorageError(errno.EISDIR, f"{folder / name}: is a folder, cannot write {what} there")
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
+    except OSError as error:  # its file name would be the staging folder's: name the output folder
+        raise storage_error(folder, error, "into this output folder") from None
+    try:
+        for name, data in files.items():
+            with storage_guard(folder / name, what):
+                with (stage / name).open("wb") as handle:
+                    handle.write(data)
+                os.chmod(stage / name, 0o666 & ~_umask())
+        written = []
+        for name in files:
+            with storage_guard(folder / name, what):
+                os.replace(stage / name, folder / name)
+            written.append(folder / name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return written

@@ -2,13 +2,15 @@
 
 ``write_report`` ties the pieces together: collect the jobs, summarise folds, build each row's fold ensemble and
 its patient-level bootstrap, then write tables, plots and ``report.json`` into ``<DIR>/report/``. Job folders are
-only read. Each report file is written atomically; a re-run replaces the previous report's files (the summary says
-so) and removes those of its files that the new report no longer has, e.g. the plots of a row that disappeared.
+only read. Every file is computed in memory first and then all are written together (``publish_files``: all of
+them or, on a full disk or an interrupt, none), while the folder is locked against a second ``darnet-report``. A
+re-run replaces the previous report's files (the summary says so) and removes those of its files that the new
+report no longer has, e.g. the plots of a row that disappeared.
 """
 
 from __future__ import annotations
 
-import argparse
+import io
 import json
 import math
 import os
@@ -19,16 +21,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from darnet_pl.console import EXIT_SIGINT, EXIT_USER_ERROR, OneLineParser
 from darnet_pl.errors import one_line
-from darnet_pl.io import write_json_atomic, write_text_atomic
+from darnet_pl.io import StorageError, output_folder, publish_files
 from darnet_pl.report import plots
-from darnet_pl.report.collect import Collection, Group, collect, is_job_dir, missing_jobs
+from darnet_pl.report.collect import METRICS_FILE, Collection, Group, collect, is_job_dir, missing_jobs
 from darnet_pl.report.ensemble import Bootstrap, Ensemble, fold_ensemble, paper_metrics, patient_bootstrap
 from darnet_pl.report.tables import Row, blocks, method_name, summarise, to_csv, to_latex, to_markdown
 
 REPORT_JSON = "report.json"
 TABLE_STEM = "table_iv"
-EXIT_OK, EXIT_NOTHING, EXIT_USER_ERROR = 0, 1, 2
+EXIT_OK = 0
 
 
 class NothingToReport(Exception):
@@ -108,23 +111,29 @@ def _unique_slugs(groups: Sequence[Group]) -> list[str]:
     return slugs
 
 
-def _plot_group(result: GroupResult, slug: str, out: Path, class_names: Sequence[str], positive: str) -> list[Path]:
+def _png(draw: Any, *args: Any, **kwargs: Any) -> bytes:
+    """A plot rendered into memory: the report writes all its files together once everything is computed."""
+    buffer = io.BytesIO()
+    draw(buffer, *args, **kwargs)
+    return buffer.getvalue()
+
+
+def _plot_group(result: GroupResult, slug: str, class_names: Sequence[str], positive: str) -> dict[str, bytes]:
     ens = result.ensemble
     if ens is None:
-        return []
+        return {}
     k = len(class_names)
     jobs = [job for job in result.group.jobs if job.predictions is not None]
     single = len(result.group.jobs) == 1
     title = f"{result.method} (single run)" if single else f"{result.method} ({len(jobs)} folds)"
     folds = [] if single else [plots.Curves(f"fold {j.fold}", j.predictions.probs, j.predictions.labels) for j in jobs]
     main_curve = plots.Curves(f"run (fold {jobs[0].fold})" if single else "fold ensemble", ens.probs, ens.labels)
-    roc_path, confusion_path = out / f"roc_{slug}.png", out / f"confusion_{slug}.png"
-    plots.plot_roc(roc_path, title, folds, main_curve, class_names, positive)
+    roc = _png(plots.plot_roc, title, folds, main_curve, class_names, positive)
     summed = None
     if not single:
         summed = sum(plots.confusion_matrix(j.predictions.labels, j.predictions.probs, k) for j in jobs)
-    plots.plot_confusion(
-        confusion_path,
+    confusion = _png(
+        plots.plot_confusion,
         title,
         class_names,
         plots.confusion_matrix(ens.labels, ens.probs, k),
@@ -132,7 +141,7 @@ def _plot_group(result: GroupResult, slug: str, out: Path, class_names: Sequence
         len(jobs),
         ensemble_name=main_curve.name,
     )
-    return [roc_path, confusion_path]
+    return {f"roc_{slug}.png": roc, f"confusion_{slug}.png": confusion}
 
 
 def _group_json(result: GroupResult, slug: str) -> dict[str, Any]:
@@ -185,8 +194,9 @@ def _notes(results: Sequence[GroupResult], n_bootstrap: int, seed: int, level: f
     return notes
 
 
-def _remove_stale(out: Path, written: Sequence[Path]) -> list[str]:
-    """Files the previous report listed that this one does not write: removed, so the folder never mixes runs."""
+def _stale_files(out: Path, written: Sequence[str]) -> list[Path]:
+    """Files the previous report listed that this one does not write: removed (once the new report is in place),
+    so the folder never mixes runs."""
     previous = out / REPORT_JSON
     if not previous.is_file():
         return []
@@ -194,14 +204,15 @@ def _remove_stale(out: Path, written: Sequence[Path]) -> list[str]:
         listed = json.loads(previous.read_text(encoding="utf-8")).get("files", [])
     except (ValueError, OSError):
         return []
-    keep = {p.name for p in written}
-    removed = []
-    for name in listed:
-        path = out / Path(str(name)).name  # only plain names inside the report folder
-        if path.name not in keep and path.is_file():
-            path.unlink()
-            removed.append(path.name)
-    return removed
+    keep = set(written)
+    paths = [out / Path(str(name)).name for name in listed]  # only plain names inside the report folder
+    return [path for path in paths if path.name not in keep and path.is_file()]
+
+
+def _remove(paths: Sequence[Path]) -> list[str]:
+    for path in paths:
+        path.unlink(missing_ok=True)
+    return [path.name for path in paths]
 
 
 def write_report(
@@ -228,8 +239,12 @@ def write_report(
     missing = missing_jobs(collection, expected_folds)
     groups = [g for g in collection.groups if g.jobs]
     if not groups:
-        detail = f" ({len(collection.jobs)} job folders, none finished)" if collection.jobs else ""
-        raise NothingToReport(f"{sweep}: no finished job (no test_metrics.json){detail}")
+        detail = (
+            f"{len(collection.jobs)} job folder(s), none with {METRICS_FILE} yet"
+            if collection.jobs
+            else f"no folder under it holds {METRICS_FILE}"
+        )
+        raise NothingToReport(f"{sweep}: no finished run or sweep job found ({detail})")
 
     class_names, positive = collection.class_names, collection.positive_class
     problems = list(collection.problems)
@@ -243,17 +258,14 @@ def write_report(
     notes = _notes(results, n_bootstrap, seed, level)
     caption = (f"Ablation study on the independent test set ({sweep.resolve().name}). " + " ".join(notes[:2])).strip()
 
-    replacing = (out / REPORT_JSON).is_file()
-    files = [
-        write_text_atomic(
-            out / f"{TABLE_STEM}.md", to_markdown(rows, table_blocks, notes + [f"Missing: {m}" for m in missing])
-        ),
-        write_text_atomic(out / f"{TABLE_STEM}.csv", to_csv(rows, table_blocks)),
-        write_text_atomic(out / f"{TABLE_STEM}.tex", to_latex(rows, table_blocks, caption)),
-    ]
+    contents = {
+        f"{TABLE_STEM}.md": to_markdown(rows, table_blocks, notes + [f"Missing: {m}" for m in missing]).encode(),
+        f"{TABLE_STEM}.csv": to_csv(rows, table_blocks).encode(),
+        f"{TABLE_STEM}.tex": to_latex(rows, table_blocks, caption).encode(),
+    }
     if make_plots:
         for result, slug in zip(results, slugs, strict=True):
-            files += _plot_group(result, slug, out, class_names, positive)
+            contents.update(_plot_group(result, slug, class_names, positive))
         curves = [
             plots.Curves(
                 r.method + (", fold ensemble" if len(r.group.jobs) > 1 else ""), r.ensemble.probs, r.ensemble.labels
@@ -262,9 +274,7 @@ def write_report(
             if r.ensemble is not None
         ]
         if len(curves) > 1:
-            path = out / "roc_covid_vs_rest.png"
-            plots.plot_roc_comparison(path, curves, class_names, positive)
-            files.append(path)
+            contents["roc_covid_vs_rest.png"] = _png(plots.plot_roc_comparison, curves, class_names, positive)
 
     report = {
         "sweep_dir": str(sweep.resolve()),
@@ -304,10 +314,14 @@ def write_report(
         "missing": missing,
         "problems": problems,
     }
-    files.append(out / REPORT_JSON)
-    report["files"] = [p.name for p in files]
-    removed = _remove_stale(out, files)
-    write_json_atomic(out / REPORT_JSON, _finite_or_none(report))
+    report["files"] = [*contents, REPORT_JSON]
+    text = json.dumps(_finite_or_none(report), indent=2, sort_keys=True, default=str) + "\n"
+    contents[REPORT_JSON] = text.encode()
+    with output_folder(out, "darnet-report"):  # nothing is written before this point
+        replacing = (out / REPORT_JSON).is_file()
+        stale = _stale_files(out, list(contents))
+        files = publish_files(out, contents, "the report")
+        removed = _remove(stale)
 
     done = sum(len(g.jobs) for g in groups)
     plural = "s" if done != 1 else ""
@@ -321,8 +335,8 @@ def write_report(
     return ReportResult(out_dir=out, files=files, report=report, summary="\n".join(lines))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(
         prog="darnet-report",
         description="Table IV (mean ± std over folds, fold ensemble with patient-level bootstrap CIs), ROC curves "
         "and confusion matrices of a Hydra sweep or of a single run.",
@@ -339,7 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Exit 0: report written; 1: nothing to report; 2: a user error (missing folder, bad --out), one line."""
+    """Exit 0: report written; 2: a user error (missing folder, nothing finished, bad --out, unusable predictions,
+    an output folder that cannot be written), one line; 130: interrupted. Only a complete report is ever written."""
     args = build_parser().parse_args(argv)
     try:
         if args.bootstrap < 0:
@@ -354,14 +369,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             expected_folds=args.expected_folds,
             make_plots=not args.no_plots,
         )
-    except NothingToReport as error:
-        print(f"darnet-report: {one_line(error)}", file=sys.stderr)
-        return EXIT_NOTHING
-    except (FileNotFoundError, ValueError, PermissionError) as error:
+    except (NothingToReport, StorageError, FileNotFoundError, ValueError, PermissionError) as error:
         if os.environ.get("DARNET_FULL_ERROR"):
             raise
         print(f"error: {one_line(error)}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(
+            "interrupted: the report was not written (its files are only written together, at the end)", file=sys.stderr
+        )
+        return EXIT_SIGINT
     print(result.summary)
     return EXIT_OK
 

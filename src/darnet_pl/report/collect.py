@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -177,31 +178,72 @@ def read_metrics(path: Path) -> dict[str, float]:
     return {str(k).removeprefix("test/"): float(v) for k, v in raw.items()}
 
 
+class InvalidPredictions(ValueError):
+    """A well-formed ``predictions.csv`` whose numbers are not probabilities or labels (NaN, 1.7, label 9).
+
+    Unlike a torn or foreign file (a problem: the job is left out of the ensemble and the report says so), this
+    stops the report: the job's model produced these numbers, so its ``test_metrics.json`` cannot be trusted
+    either, and a table averaged over it would look valid.
+    """
+
+
+def _probability(path: Path, line: int, column: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:  # NaN fails this too
+        raise InvalidPredictions(f"{path}, line {line}: {column} is {text!r}, not a probability in [0, 1]")
+    return value
+
+
+def _label(path: Path, line: int, text: str, n_classes: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < n_classes:
+        raise InvalidPredictions(f"{path}, line {line}: label is {text!r}, not a class index 0..{n_classes - 1}")
+    return value
+
+
 def read_predictions(path: Path, class_names: Sequence[str] | None = None) -> Predictions:
-    """``predictions.csv`` as arrays; classes in ``class_names`` order (else the order of the ``prob_*`` columns)."""
+    """``predictions.csv`` as arrays; classes in ``class_names`` order (else the order of the ``prob_*`` columns).
+
+    ValueError for a file that is not a predictions table (missing columns, no rows, a torn line);
+    InvalidPredictions for values that are no probabilities or labels.
+    """
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         header = reader.fieldnames or []
         rows = list(reader)
     prob_columns = [name[len("prob_") :] for name in header if name.startswith("prob_")]
     names = tuple(class_names) if class_names else tuple(prob_columns)
-    missing = [c for c in ("patient_id", "scan_id", "label", *(f"prob_{n}" for n in names)) if c not in header]
+    columns = ("patient_id", "scan_id", "label", *(f"prob_{n}" for n in names))
+    missing = [c for c in columns if c not in header]
     if missing:
         raise ValueError(f"{path}: missing columns {missing}")
     if not rows:
         raise ValueError(f"{path}: no predictions")
-    probs = np.array([[float(row[f"prob_{n}"]) for n in names] for row in rows], dtype=np.float64)
+    for line, row in enumerate(rows, start=2):
+        if any(row[c] is None for c in columns):
+            raise ValueError(f"{path}, line {line}: fewer fields than the header (a torn line)")
+    probs = np.array(
+        [[_probability(path, line, f"prob_{n}", row[f"prob_{n}"]) for n in names] for line, row in enumerate(rows, 2)],
+        dtype=np.float64,
+    )
     return Predictions(
         patient_ids=np.array([row["patient_id"] for row in rows], dtype=str),
         scan_ids=np.array([row["scan_id"] for row in rows], dtype=str),
-        labels=np.array([int(row["label"]) for row in rows], dtype=np.int64),
+        labels=np.array([_label(path, line, row["label"], len(names)) for line, row in enumerate(rows, 2)], np.int64),
         probs=probs,
         class_names=names,
     )
 
 
 def read_job(path: Path) -> Job:
-    """What one job folder says about itself; unreadable parts become ``problems``, never exceptions."""
+    """What one job folder says about itself; unreadable parts become ``problems``, never exceptions - except
+    impossible values in ``predictions.csv`` (``InvalidPredictions``, see there)."""
     problems: list[str] = []
     config = None
     for candidate in (path / CONFIG_FILE, path / HYDRA_CONFIG):
@@ -237,6 +279,8 @@ def read_job(path: Path) -> Job:
     if (path / PREDICTIONS_FILE).is_file():
         try:
             job.predictions = read_predictions(path / PREDICTIONS_FILE, job.class_names)
+        except InvalidPredictions:
+            raise
         except (ValueError, OSError, KeyError) as error:
             problems.append(f"{path / PREDICTIONS_FILE}: unreadable ({error})")
     elif job.metrics is not None:

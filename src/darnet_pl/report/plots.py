@@ -11,6 +11,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -36,7 +37,11 @@ def display(name: str) -> str:
     return CLASS_DISPLAY.get(name, name)
 
 
-def save(fig: Figure, path: str | os.PathLike[str]) -> None:
+def save(fig: Figure, path: str | os.PathLike[str] | BinaryIO) -> None:
+    """Write the PNG atomically to a file, or into a binary buffer (the report writes all its files together)."""
+    if hasattr(path, "write"):
+        fig.savefig(path, format="png", dpi=DPI, bbox_inches="tight")
+        return
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
 
@@ -81,7 +86,7 @@ def _roc_panel(ax, folds: Sequence[Curves], ensemble: Curves | None, cls: int, t
 
 
 def plot_roc(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | BinaryIO,
     title: str,
     folds: Sequence[Curves],
     ensemble: Curves | None,
@@ -105,7 +110,7 @@ def plot_roc(
 
 
 def plot_roc_comparison(
-    path: str | os.PathLike[str], curves: Sequence[Curves], class_names: Sequence[str], positive_class: str
+    path: str | os.PathLike[str] | BinaryIO, curves: Sequence[Curves], class_names: Sequence[str], positive_class: str
 ) -> None:
     """The two-class (COVID-19 vs rest) ROC of every row's ensemble on one plot, with a zoom on the top-left."""
     p = list(class_names).index(positive_class)
@@ -161,7 +166,7 @@ def _matrix_panel(ax, matrix: np.ndarray, names: Sequence[str], title: str, norm
 
 
 def plot_confusion(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | BinaryIO,
     title: str,
     class_names: Sequence[str],
     ensemble: np.ndarray,

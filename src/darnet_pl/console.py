@@ -1,0 +1,39 @@
+"""What the console tools (``darnet-predict``, ``darnet-report``, ``darnet-export``) share: one-line usage errors
+and exit codes.
+
+argparse answers a bad option with the whole usage block and then the error; the tools promise one line,
+``error: <option>: <problem>``, and exit code 2, whatever went wrong on the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from typing import NoReturn
+
+EXIT_USER_ERROR = 2
+EXIT_SIGINT = 128 + signal.SIGINT
+EXIT_SIGTERM = 128 + signal.SIGTERM
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line on stderr (``--help`` still shows the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        text = message.removeprefix("argument ").replace("\n", " ")
+        print(f"error: {text} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(EXIT_USER_ERROR)
+
+
+class Terminated(BaseException):
+    """SIGTERM turned into an exception, so that it unwinds like Ctrl-C (``KeyboardInterrupt``) does."""
+
+
+def raise_on_sigterm() -> None:
+    """From now on SIGTERM (``kill``, a batch system's time limit) raises ``Terminated`` in the main thread."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated
+
+    signal.signal(signal.SIGTERM, handler)
