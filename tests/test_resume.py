@@ -151,7 +151,7 @@ def test_sigterm_to_the_cli_exits_143_and_the_same_run_dir_resumes_to_the_same_m
 
     from tests.test_app import run_cli
 
-    common = ("+experiment=smoke", "debug=tiny", "trainer.max_epochs=5", "logger=none", "deterministic=true")
+    common = ("+experiment=smoke", "debug=tiny", "trainer.max_epochs=5", "logger=[csv,wandb]", "deterministic=true")
     straight = run_cli(*common, f"hydra.run.dir={tmp_path / 'straight'}", cwd=tmp_path)
     assert straight.returncode == 0, straight.stderr[-3000:]
 
@@ -180,3 +180,18 @@ def test_sigterm_to_the_cli_exits_143_and_the_same_run_dir_resumes_to_the_same_m
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     expected = json.loads((tmp_path / "straight" / "test_metrics.json").read_text())
     assert json.loads((run_dir / "test_metrics.json").read_text()) == expected
+    # the CSV history keeps the epochs before the stop, once each, as in the uninterrupted run
+    assert _validation_history(run_dir) == _validation_history(tmp_path / "straight")
+    # one job, one W&B run: the resumed run continues the first one's id
+    run_ids = {p.name.rsplit("-", 1)[-1] for p in (run_dir / "wandb").glob("offline-run-*")}
+    assert len(list((run_dir / "wandb").glob("offline-run-*"))) == 2 and len(run_ids) == 1
+    assert run_ids == {(run_dir / "wandb_run_id.txt").read_text().strip()}
+
+
+def _validation_history(run_dir: Path) -> list[tuple[str, str, str]]:
+    """(epoch, step, val/loss) of every validation row of a run's csv/metrics.csv."""
+    import csv
+
+    with (run_dir / "csv" / "metrics.csv").open(newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r.get("val/loss")]
+    return [(r["epoch"], r["step"], r["val/loss"]) for r in rows]

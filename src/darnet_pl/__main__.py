@@ -1,8 +1,16 @@
-"""`python -m darnet_pl [overrides]`: the Hydra entry point. Nothing but wiring."""
+"""`python -m darnet_pl [overrides]`: the Hydra entry point. Nothing but wiring and exit codes.
+
+A single run that stops on a user error prints one line, exits 2 and removes the run folder it had just made
+(nothing half-written stays behind). A sweep job never stops the sweep: it records why it failed in its folder
+(``failed.json``) and returns, and the end-of-sweep callback reports the failed jobs and makes the sweep exit 1.
+"""
 
 from __future__ import annotations
 
+import logging
+import shutil
 import sys
+import traceback
 from pathlib import Path
 
 import hydra
@@ -12,17 +20,80 @@ from darnet_pl.cli_args import RangeError, normalize_argv
 from darnet_pl.resolvers import register_resolvers
 
 CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
-MONITORED_TEST_METRIC = "test/3class/auc_macro"
+# What a sweeper that optimises (Optuna) gets from a job: the selected checkpoint's validation score, never a
+# test metric (selecting on the test set would bias every reported figure).
+MONITORED_METRIC = "selected/val_score"
+
+log = logging.getLogger("darnet_pl")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def _run(cfg: DictConfig) -> float | None:
-    from darnet_pl.errors import user_errors
+    from hydra.core.hydra_config import HydraConfig
+
+    from darnet_pl.errors import in_multirun
+
+    output_dir = Path(HydraConfig.get().runtime.output_dir)
+    if in_multirun():
+        return _sweep_job(cfg, output_dir)
+    return _single_run(cfg, output_dir)
+
+
+def _single_run(cfg: DictConfig, output_dir: Path) -> float | None:
+    from darnet_pl.errors import EXIT_USER_ERROR, user_errors
+    from darnet_pl.job_guard import JobBusy, job_lock
     from darnet_pl.train import train
 
-    with user_errors():
-        metrics = train(cfg)
-    return metrics.get(MONITORED_TEST_METRIC)
+    try:
+        with user_errors(), job_lock(output_dir):
+            metrics = train(cfg)
+    except JobBusy as busy:
+        print(f"error: {busy}", file=sys.stderr)
+        raise SystemExit(EXIT_USER_ERROR) from None
+    except SystemExit as stop:
+        if stop.code == EXIT_USER_ERROR:
+            _remove_new_stub(output_dir)
+        raise
+    return metrics.get(MONITORED_METRIC)
+
+
+def _sweep_job(cfg: DictConfig, output_dir: Path) -> float | None:
+    import os
+
+    from darnet_pl.errors import one_line, user_error_of
+    from darnet_pl.job_guard import JobBusy, clear_failure, job_lock, record_failure
+    from darnet_pl.train import train
+
+    try:
+        with job_lock(output_dir):
+            metrics = train(cfg)
+    except JobBusy as busy:
+        log.warning("%s", busy)
+        return None
+    except Exception as error:
+        if os.environ.get("DARNET_FULL_ERROR"):
+            raise
+        cause = user_error_of(error)
+        message = one_line(cause) if cause is not None else f"{type(error).__name__}: {one_line(error)}"
+        detail = None if cause is not None else traceback.format_exc()
+        record_failure(output_dir, message, detail)
+        log.error("job failed: %s", message)
+        return None
+    clear_failure(output_dir)
+    return metrics.get(MONITORED_METRIC)
+
+
+def _remove_new_stub(output_dir: Path) -> None:
+    """Remove a run folder this command created and that holds no training state (a run stopped at once)."""
+    from darnet_pl.hydra_callbacks import created_run_dirs
+    from darnet_pl.train import METRICS_FILE
+
+    if output_dir.resolve() not in created_run_dirs:
+        return
+    if (output_dir / "checkpoints").exists() or (output_dir / METRICS_FILE).exists():
+        return
+    logging.shutdown()  # close the run's log file before its folder goes
+    shutil.rmtree(output_dir, ignore_errors=True)
 
 
 def main() -> None:

@@ -37,6 +37,20 @@ def expand_inclusive_range(argument: str) -> str:
     return f"{key}=range({start},{stop + 1})"
 
 
+_FOLD_VALUES = re.compile(r"^(\d+(,\d+)*|range\(\d+,\d+(,\d+)?\))$")
+
+
+def check_fold(argument: str) -> str:
+    """``fold=`` takes fold numbers only (``3``, ``0,2``, ``0..4``, ``range(0,5)``): refuse anything else up front.
+
+    Otherwise a value like ``fold=a..b`` reaches Hydra's sweep-folder naming and fails there with a traceback.
+    """
+    key, _, value = argument.partition("=")
+    if key.lstrip("+~") == "fold" and not _FOLD_VALUES.match(value.replace(" ", "")):
+        raise RangeError(f"{argument}: folds are whole numbers, e.g. fold=2, fold=0,1 or fold=0..4")
+    return argument
+
+
 MULTIRUN_FLAGS = ("-m", "--multirun")
 _DEBUG = re.compile(r"^\+?debug=")
 
@@ -45,7 +59,7 @@ def normalize_argv(argv: Sequence[str]) -> list[str]:
     """Expand ranges, put the multirun flag first and debug presets last (argv[0] is left alone)."""
     if not argv:
         return []
-    rest = [expand_inclusive_range(a) for a in argv[1:]]
+    rest = [check_fold(expand_inclusive_range(a)) for a in argv[1:]]
     flags = [a for a in rest if a in MULTIRUN_FLAGS][:1]
     debug = ["+" + a.lstrip("+") for a in rest if _DEBUG.match(a)]
     others = [a for a in rest if a not in MULTIRUN_FLAGS and not _DEBUG.match(a)]

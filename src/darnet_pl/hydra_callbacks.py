@@ -13,6 +13,11 @@ from omegaconf import DictConfig
 log = logging.getLogger(__name__)
 
 
+# Run folders this process asked Hydra to create (they did not exist before): only those may be removed again
+# when the run stops at once on a user error (a folder given with hydra.run.dir=... to resume is never removed).
+created_run_dirs: set[Path] = set()
+
+
 class CheckOutputFolder(Callback):
     """An output folder that cannot be written stops the app with one line and exit code 2, before any job.
 
@@ -21,7 +26,10 @@ class CheckOutputFolder(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         # the run folder itself is made by Hydra right after; its parent is what must be writable
-        self._check(Path(str(config.hydra.run.dir)).parent)
+        run_dir = Path(str(config.hydra.run.dir)).resolve()
+        if not run_dir.exists():
+            created_run_dirs.add(run_dir)
+        self._check(run_dir.parent)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(config.hydra.sweep.dir)
@@ -45,6 +53,7 @@ class ReportOnMultirunEnd(Callback):
         self.bootstrap = bootstrap
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from darnet_pl.job_guard import failed_jobs
         from darnet_pl.report import NothingToReport, write_report
 
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -52,5 +61,13 @@ class ReportOnMultirunEnd(Callback):
             result = write_report(sweep_dir, n_bootstrap=self.bootstrap)
         except NothingToReport:
             log.warning("no job of %s finished: no report written", sweep_dir)
-            return
-        log.info("sweep report: %s\n%s", result.out_dir, result.summary)
+        except (ValueError, OSError) as error:
+            log.error("the sweep report could not be written: %s", str(error).strip().splitlines()[0])
+        else:
+            log.info("sweep report: %s\n%s", result.out_dir, result.summary)
+        failed = failed_jobs(sweep_dir)
+        if failed:
+            lines = [f"error: {len(failed)} job(s) of {sweep_dir} failed:"]
+            lines += [f"  {job.relative_to(sweep_dir)}: {reason}" for job, reason in failed]
+            print("\n".join(lines), file=sys.stderr)
+            raise SystemExit(1)

@@ -44,5 +44,5 @@ def _safe(text: str) -> str:
 def job_subdir(attention: str, fold: int, overrides: Iterable[str] = ()) -> str:
     """The folder of one sweep job below the sweep folder."""
     extra = sorted(o.lstrip("+~") for o in overrides if not _is_ignored(_key(o)))
-    parts = [_safe(str(attention)), *(_safe(o) for o in extra), f"fold{int(fold)}"]
+    parts = [_safe(str(attention)), *(_safe(o) for o in extra), f"fold{_safe(str(fold))}"]
     return "/".join(p for p in parts if p)

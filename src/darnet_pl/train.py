@@ -55,8 +55,36 @@ def build_callbacks(cfg: DictConfig, with_loggers: bool) -> list[pl.Callback]:
     return [c for c in callbacks if with_loggers or not isinstance(c, LearningRateMonitor)]
 
 
-def build_loggers(cfg: DictConfig) -> list[Any]:
-    return [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+WANDB_RUN_ID_FILE = "wandb_run_id.txt"
+
+
+def build_loggers(cfg: DictConfig, output_dir: Path, resuming: bool) -> list[Any]:
+    """The configured loggers; a resumed job continues its CSV history and its W&B run (one job, one W&B run)."""
+    loggers = []
+    for conf in (cfg.get("logger") or {}).values():
+        if conf is None:
+            continue
+        target = str(conf.get("_target_", ""))
+        extra: dict[str, Any] = {}
+        if target.endswith("WandbLogger"):
+            extra = {"id": wandb_run_id(output_dir), "resume": "allow"}
+        elif target.endswith("HistoryCSVLogger"):
+            extra = {"keep_history": resuming}
+        loggers.append(instantiate(conf, **extra))
+    return loggers
+
+
+def wandb_run_id(output_dir: Path) -> str:
+    """The job's W&B run id, kept in its folder so that every resume logs into the same run."""
+    path = output_dir / WANDB_RUN_ID_FILE
+    if path.is_file() and path.read_text(encoding="utf-8").strip():
+        return path.read_text(encoding="utf-8").strip()
+    import secrets
+    import string
+
+    run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))  # W&B's id form
+    write_text_atomic(path, run_id + "\n")
+    return run_id
 
 
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path, redo: bool = False) -> str | None:
@@ -131,6 +159,9 @@ def stop_after_sigterm(output_dir: Path) -> SystemExit:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run one training job described by ``cfg``; returns the test metrics (empty when test=false)."""
+    from darnet_pl.config_checks import check_config
+
+    check_config(cfg)  # before anything is built or written
     output_dir = Path(cfg.paths.output_dir)
     metrics_path = output_dir / METRICS_FILE
     if metrics_path.is_file() and not cfg.get("redo", False):
@@ -142,16 +173,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     datamodule = instantiate(cfg.data, split_manifest_out=str(output_dir / "split_manifest.csv"), _convert_="all")
     model = instantiate(cfg.model, _convert_="all")
-    loggers = build_loggers(cfg)
+    resume_from = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir, bool(cfg.get("redo")))
+    if resume_from:
+        check_resumable(resume_from, cfg)
+    loggers = build_loggers(cfg, output_dir, resuming=bool(resume_from))
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=build_callbacks(cfg, bool(loggers)), logger=loggers or False
     )
     for logger in loggers:
         logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "git_commit": git_commit()})
-
-    resume_from = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir, bool(cfg.get("redo")))
-    if resume_from:
-        check_resumable(resume_from, cfg)
     try:
         with advice_on_out_of_memory(cfg, "training"):
             trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
@@ -182,4 +212,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 if isinstance(logger, WandbLogger):
                     log_test_plots(logger, model.test_predictions, model.class_names)
     finish_wandb_runs(loggers)
+    selected = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
+    if selected is not None:
+        metrics["selected/val_score"] = float(selected)  # returned to a sweeper; not a test result
     return metrics
