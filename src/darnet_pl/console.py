@@ -8,8 +8,11 @@ argparse answers a bad option with the whole usage block and then the error; the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
+import threading
+from collections.abc import Iterator
 from typing import NoReturn
 
 EXIT_USER_ERROR = 2
@@ -30,10 +33,22 @@ class Terminated(BaseException):
     """SIGTERM turned into an exception, so that it unwinds like Ctrl-C (``KeyboardInterrupt``) does."""
 
 
-def raise_on_sigterm() -> None:
-    """From now on SIGTERM (``kill``, a batch system's time limit) raises ``Terminated`` in the main thread."""
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Inside the block SIGTERM (``kill``, a batch system's time limit) raises ``Terminated`` in the main thread.
+
+    The previous handler comes back afterwards: the tools' ``main`` is also called in-process (tests, notebooks).
+    Outside the main thread, where Python cannot set handlers, nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
     def handler(signum: int, frame: object) -> None:
         raise Terminated
 
-    signal.signal(signal.SIGTERM, handler)
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

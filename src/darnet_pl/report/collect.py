@@ -282,7 +282,8 @@ def read_job(path: Path) -> Job:
         except InvalidPredictions:
             raise
         except (ValueError, OSError, KeyError) as error:
-            problems.append(f"{path / PREDICTIONS_FILE}: unreadable ({error})")
+            text = str(error)  # read_predictions' own messages start with the file
+            problems.append(text if text.startswith(str(path)) else f"{path / PREDICTIONS_FILE}: unreadable ({text})")
     elif job.metrics is not None:
         problems.append(f"{path}: {METRICS_FILE} but no {PREDICTIONS_FILE}; left out of the ensemble and the plots")
     return job
