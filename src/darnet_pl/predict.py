@@ -425,12 +425,15 @@ class Saver:
         self.out, self.ensemble, self.cam_method, self.cam_class = out, ensemble, cam_method, cam_class
         self.interval = interval
         self.last: float | None = None
+        self.saved: int | None = None  # results in the last save (they only ever grow)
 
     def __call__(self, results: Sequence[ScanResult], final: bool = False) -> None:
         now = time.monotonic()
+        if len(results) == self.saved:
+            return  # nothing new: a rewrite would only need disk space for a second copy
         if final or self.last is None or now - self.last >= self.interval:
             write_outputs(self.out, self.ensemble, results, self.cam_method, self.cam_class)
-            self.last = now
+            self.last, self.saved = now, len(results)
 
 
 def write_outputs(
