@@ -5,8 +5,9 @@
 A deployed model is useless without its input contract, so the metadata (classes, input size, attention variant,
 the preprocessing of ``darnet_pl.checkpoints``, the tensor layout and value range) travels inside each file -
 TorchScript as the extra file ``darnet.json`` (``torch.jit.load(path, _extra_files={"darnet.json": ""})``), ONNX as
-``metadata_props["darnet"]`` - and beside them as ``<name>.json``. Every file is written under a temporary name
-and renamed; existing files are kept unless ``--overwrite``.
+``metadata_props["darnet"]`` - and beside them as ``<name>.json``. The files are made and checked in memory, then
+written together (all of them or, on a full disk or an interrupt, none: ``darnet_pl.io.publish_files``) into the
+output folder, which is locked against a second export meanwhile; existing files are kept unless ``--overwrite``.
 
 TorchScript is made with ``torch.jit.trace`` (deprecated by PyTorch in favour of ``torch.export``, still the format
 C++/LibTorch deployments load); ONNX with the dynamo exporter (``torch.onnx.export(dynamo=True)``, needs
@@ -35,7 +36,7 @@ import torch
 from darnet_pl.checkpoints import CheckpointMetadata, load_for_inference
 from darnet_pl.console import EXIT_SIGINT, EXIT_USER_ERROR, OneLineParser
 from darnet_pl.errors import USER_ERRORS, one_line
-from darnet_pl.io import output_folder, publish_files
+from darnet_pl.io import check_writable, output_folder, publish_files
 from darnet_pl.models import DARNet
 
 METADATA_KEY = "darnet"
@@ -231,18 +232,19 @@ def export(
     check_not_there(folder, targets.values(), overwrite)
     if "onnx" in targets:
         check_onnx_ready(opset)
-    metadata = export_metadata(meta, checkpoint)
-    contents: dict[str, bytes] = {}
-    if "torchscript" in targets:
-        contents[targets["torchscript"]] = torchscript_bytes(model, metadata)
-    if "onnx" in targets:
-        contents[targets["onnx"]] = onnx_bytes(model, {**metadata, "onnx_opset": opset}, opset=opset)
-    files = {fmt: file for fmt, file in targets.items() if fmt != "metadata"}
-    sidecar = {**metadata, "files": files, "onnx_opset": opset if "onnx" in targets else None}
-    contents[targets["metadata"]] = (json.dumps(sidecar, indent=2, sort_keys=True, default=str) + "\n").encode()
-    with output_folder(folder, "darnet-export"):
-        check_not_there(folder, targets.values(), overwrite)  # again, now that no other export can write here
-        publish_files(folder, contents, "the exported model")
+    with output_folder(folder, "darnet-export"):  # locked while exporting: no second export writes here meanwhile
+        check_writable(folder)  # a read-only folder is refused before the slow part, not after it
+        check_not_there(folder, targets.values(), overwrite)  # again, now that the folder is ours
+        metadata = export_metadata(meta, checkpoint)
+        contents: dict[str, bytes] = {}
+        if "torchscript" in targets:
+            contents[targets["torchscript"]] = torchscript_bytes(model, metadata)
+        if "onnx" in targets:
+            contents[targets["onnx"]] = onnx_bytes(model, {**metadata, "onnx_opset": opset}, opset=opset)
+        files = {fmt: file for fmt, file in targets.items() if fmt != "metadata"}
+        sidecar = {**metadata, "files": files, "onnx_opset": opset if "onnx" in targets else None}
+        contents[targets["metadata"]] = (json.dumps(sidecar, indent=2, sort_keys=True, default=str) + "\n").encode()
+        publish_files(folder, contents, "the exported model")  # all files or, on a full disk, none
     return {fmt: folder / file for fmt, file in targets.items()}
 
 
