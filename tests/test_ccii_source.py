@@ -288,7 +288,9 @@ def test_the_data_configs_build_the_datamodule(tmp_path):
             overrides=["data=folder", f"data.scan_list={tmp_path}/list.csv", f"data.cache_dir={tmp_path}/c"],
         )
         prepare = compose(config_name="prepare", overrides=[f"data.root={tmp_path}", f"data.cache_dir={tmp_path}/c"])
-    assert ccii.data.split == "paper" and ccii.data.split_manifest is None and list(ccii.data.size) == [64, 224, 224]
+    packaged = Path(ccii.data.split_manifest)  # the paper's split, shipped with the package
+    assert ccii.data.split == "paper" and packaged.name == "darnet_paper_split.csv" and packaged.is_file()
+    assert list(ccii.data.size) == [64, 224, 224]
     assert folder.data.split == "stratified" and prepare.data.source._target_.endswith("CCIISource")
     for cfg in (ccii, folder):
         dm = instantiate(cfg.data, _convert_="all")

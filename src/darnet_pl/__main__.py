@@ -88,12 +88,17 @@ def _remove_new_stub(output_dir: Path) -> None:
     from darnet_pl.hydra_callbacks import created_run_dirs
     from darnet_pl.train import METRICS_FILE
 
-    if output_dir.resolve() not in created_run_dirs:
+    run_dir = output_dir.resolve()
+    if run_dir not in created_run_dirs:
         return
-    if (output_dir / "checkpoints").exists() or (output_dir / METRICS_FILE).exists():
+    if (run_dir / "checkpoints").exists() or (run_dir / METRICS_FILE).exists():
         return
     logging.shutdown()  # close the run's log file before its folder goes
-    shutil.rmtree(output_dir, ignore_errors=True)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    parent, existed = run_dir.parent, created_run_dirs[run_dir]
+    while parent != existed and parent.is_dir() and not any(parent.iterdir()):
+        parent.rmdir()
+        parent = parent.parent
 
 
 def main() -> None:

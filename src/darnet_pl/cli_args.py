@@ -52,15 +52,53 @@ def check_fold(argument: str) -> str:
 
 
 MULTIRUN_FLAGS = ("-m", "--multirun")
+# Hydra's options that take a value as the next word (``--cfg job``): the pair stays together, ahead of overrides.
+_OPTIONS_WITH_VALUE = {
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--experimental-rerun",
+    "--shell-completion",
+    "-sc",
+}
 _DEBUG = re.compile(r"^\+?debug=")
 
 
+def _split_options(words: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(Hydra options with their values, overrides), each in the order typed."""
+    options: list[str] = []
+    overrides: list[str] = []
+    words = list(words)
+    while words:
+        word = words.pop(0)
+        if word.startswith("-"):
+            options.append(word)
+            if word in _OPTIONS_WITH_VALUE and words:
+                options.append(words.pop(0))
+        else:
+            overrides.append(word)
+    return options, overrides
+
+
 def normalize_argv(argv: Sequence[str]) -> list[str]:
-    """Expand ranges, put the multirun flag first and debug presets last (argv[0] is left alone)."""
+    """Expand ranges; the multirun flag first, then Hydra's other options, the overrides, debug presets last.
+
+    argv[0] is left alone. Options go before the overrides so that a preset moved to the end never lands after an
+    option that takes a value (``--cfg job debug=tiny`` would make Hydra read ``debug=tiny`` as an argument).
+    """
     if not argv:
         return []
-    rest = [check_fold(expand_inclusive_range(a)) for a in argv[1:]]
-    flags = [a for a in rest if a in MULTIRUN_FLAGS][:1]
-    debug = ["+" + a.lstrip("+") for a in rest if _DEBUG.match(a)]
-    others = [a for a in rest if a not in MULTIRUN_FLAGS and not _DEBUG.match(a)]
-    return [argv[0], *flags, *others, *debug]
+    options, overrides = _split_options(argv[1:])
+    overrides = [check_fold(expand_inclusive_range(a)) for a in overrides]
+    flags = [a for a in options if a in MULTIRUN_FLAGS][:1]
+    options = [a for a in options if a not in MULTIRUN_FLAGS]
+    debug = ["+" + a.lstrip("+") for a in overrides if _DEBUG.match(a)]
+    others = [a for a in overrides if not _DEBUG.match(a)]
+    return [argv[0], *flags, *options, *others, *debug]

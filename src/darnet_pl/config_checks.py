@@ -8,6 +8,7 @@ what it must be; a wrong value is one ``ValueError`` naming the key, the value a
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -83,8 +84,24 @@ def _value(cfg: DictConfig, key: str) -> Any:
     return value
 
 
+CCII_SOURCE = "darnet_pl.data.ccii_source.CCIISource"
+
+
+def check_data_root(cfg: DictConfig) -> None:
+    """CC-CCII has no default location: without a usable root, say what to set (never fall back to phantoms)."""
+    if OmegaConf.select(cfg, "data.source._target_", default=None) != CCII_SOURCE:
+        return
+    root = OmegaConf.select(cfg, "data.root", default=None)
+    hint = "set data.root=/path/to/CC-CCII or DARNET_CCII_ROOT"
+    if root in (None, ""):
+        raise ValueError(f"data=ccii needs the CC-CCII download: {hint}")
+    if not Path(str(root)).expanduser().is_dir():
+        raise ValueError(f"data.root={root}: no such folder; {hint}")
+
+
 def check_config(cfg: DictConfig) -> None:
     """Raise ``ValueError("<key>=<value>: expected <what>")`` for the first value that cannot be right."""
+    check_data_root(cfg)
     for key, (test, expected) in CHECKS.items():
         value = _value(cfg, key)
         if value is _MISSING or value is None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,8 @@ log = logging.getLogger(__name__)
 
 # Run folders this process asked Hydra to create (they did not exist before): only those may be removed again
 # when the run stops at once on a user error (a folder given with hydra.run.dir=... to resume is never removed).
-created_run_dirs: set[Path] = set()
+# Maps each such folder to the nearest folder above it that already existed: empty folders in between go too.
+created_run_dirs: dict[Path, Path] = {}
 
 
 class CheckOutputFolder(Callback):
@@ -28,7 +32,10 @@ class CheckOutputFolder(Callback):
         # the run folder itself is made by Hydra right after; its parent is what must be writable
         run_dir = Path(str(config.hydra.run.dir)).resolve()
         if not run_dir.exists():
-            created_run_dirs.add(run_dir)
+            existing = run_dir
+            while not existing.exists() and existing != existing.parent:
+                existing = existing.parent
+            created_run_dirs[run_dir] = existing
         self._check(run_dir.parent)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -37,13 +44,31 @@ class CheckOutputFolder(Callback):
     @staticmethod
     def _check(folder: str | Path) -> None:
         from darnet_pl.errors import EXIT_USER_ERROR
-        from darnet_pl.io import StorageError, check_writable
+        from darnet_pl.io import StorageError
 
         try:
-            check_writable(folder)
+            probe_writable(Path(folder))
         except StorageError as error:
             print(f"error: {error}; choose another with paths.log_dir=<folder>", file=sys.stderr)
             raise SystemExit(EXIT_USER_ERROR) from None
+
+
+def probe_writable(folder: Path) -> None:
+    """Raise StorageError unless files can be created in ``folder`` or, where it does not exist yet, in the
+    nearest folder above it (which is where Hydra will create it). Creates nothing that stays behind."""
+    from darnet_pl.io import storage_error
+
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        handle, probe = tempfile.mkstemp(prefix=".write-probe.", dir=existing)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise storage_error(folder, error, "into this output folder") from None
 
 
 class ReportOnMultirunEnd(Callback):

@@ -80,6 +80,17 @@ def _count_reasons(excluded: dict[str, str]) -> str:
     return "; ".join(f"{n} {reason}" for reason, n in counts.most_common())
 
 
+def with_pooled_training_set(subsets: dict[str, list[ScanRecord]]) -> dict[str, list[ScanRecord]]:
+    """The chunks plus a ``train`` row, all fold chunks together: the training set of the paper's Table I."""
+    folds = [name for name in subsets if name.startswith("fold")]
+    if not folds:
+        return subsets
+    rows = {name: subsets[name] for name in folds}
+    rows["train"] = [record for name in folds for record in subsets[name]]
+    rows.update({name: records for name, records in subsets.items() if name not in rows})
+    return rows
+
+
 def prepare(cfg: DictConfig) -> int:
     """Print the split summary, then (unless ``dry_run``) convert the scans; returns the exit code."""
     from hydra.utils import instantiate
@@ -116,7 +127,7 @@ def prepare(cfg: DictConfig) -> int:
     manifest = f" ({data.split_manifest})" if data.get("split_manifest") else ""
     subsets, notes = split_chunks(data, records, plan.excluded)
     print(f"split: {data.split}{manifest}")
-    print(split_summary(subsets, list(data.class_names)))
+    print(split_summary(with_pooled_training_set(subsets), list(data.class_names)))
     for note in notes:
         print(f"note: {note}")
     if dry_run:
@@ -134,15 +145,20 @@ def prepare(cfg: DictConfig) -> int:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="prepare")
 def _run(cfg: DictConfig) -> None:
+    from darnet_pl.config_checks import check_data_root
     from darnet_pl.errors import user_errors
 
     with user_errors():
+        check_data_root(cfg)
         code = prepare(cfg)
     if code:
         raise SystemExit(code)
 
 
 def main() -> None:
+    from darnet_pl.resolvers import register_resolvers
+
+    register_resolvers()
     _run()
 
 

@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from darnet_pl.job_dirs import job_subdir
 
+RESOURCES = Path(__file__).resolve().parent / "resources"
+
+
+def packaged_file(name: str) -> str:
+    """The path of a data file shipped with the package (``resources/<name>``), e.g. the paper's split."""
+    path = RESOURCES / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not shipped with this installation of darnet-pl")
+    return str(path)
+
 
 def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("darnet_packaged"):
+        OmegaConf.register_new_resolver("darnet_packaged", packaged_file)
     # The folder the command was typed in. Not ${hydra:runtime.cwd}: Hydra resolves hydra.sweep.dir (and calls the
     # run/multirun-start callbacks) before it sets the Hydra config that resolver reads, so sweeps failed with it.
     if not OmegaConf.has_resolver("darnet_cwd"):

@@ -186,6 +186,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         with advice_on_out_of_memory(cfg, "training"):
             trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     except SIGTERMException:
+        finish_wandb_runs(loggers, exit_code=128 + signal.SIGTERM)  # the resumed job reopens the same W&B run
         raise stop_after_sigterm(output_dir) from None
 
     metrics: dict[str, float] = {}
@@ -202,6 +203,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             with advice_on_out_of_memory(cfg, "testing"):
                 tester.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         except SIGTERMException:
+            finish_wandb_runs(loggers, exit_code=128 + signal.SIGTERM)
             raise stop_after_sigterm(output_dir) from None
         metrics = {k: float(v) for k, v in tester.callback_metrics.items() if k.startswith("test/")}
         if trainer.is_global_zero:

@@ -60,11 +60,12 @@ def log_test_plots(logger: Any, predictions: Sequence[dict[str, Any]], class_nam
         log.warning("could not log the test plots to W&B: %s", error)
 
 
-def finish_wandb_runs(loggers: Sequence[Any]) -> None:
-    """Close this job's W&B run, so that the next job of a sweep starts a new one."""
+def finish_wandb_runs(loggers: Sequence[Any], exit_code: int | None = None) -> None:
+    """Close this job's W&B run, so that the next job of a sweep starts a new one, and a job stopped by SIGTERM
+    (``exit_code`` 143) releases its run id for the resumed job."""
     from pytorch_lightning.loggers import WandbLogger
 
     if any(isinstance(lg, WandbLogger) for lg in loggers):
         import wandb
 
-        wandb.finish()
+        wandb.finish(exit_code=exit_code)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from darnet_pl.io import output_folder
-from tests.faults import every_file, only_line, run_tool, tmpfs
+from tests.helpers.faults import every_file, only_line, run_tool, tmpfs
 
 EXPORT = "darnet_pl.export"
 

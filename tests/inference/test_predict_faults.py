@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from darnet_pl.io import output_folder
-from tests.faults import every_file, hidden, only_line, run_tool, tmpfs
+from tests.helpers.faults import every_file, hidden, only_line, run_tool, tmpfs
 from tests.test_predict import SIZE, to_uint8, write_nifti
 
 PREDICT = "darnet_pl.predict"

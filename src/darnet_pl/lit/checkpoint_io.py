@@ -8,6 +8,7 @@ the temporary file is removed and the error is one line naming the checkpoint an
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -25,13 +26,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None:
             raise TypeError("AtomicCheckpointIO.save_checkpoint takes no storage_options")
         final = Path(path)
+        # serialised in memory first (as Lightning does): torch.save's own file writer reports a full disk as an
+        # opaque C++ "unexpected pos" error, a plain write reports ENOSPC
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
         try:
             with atomic_path(final) as tmp, tmp.open("wb") as handle:
-                torch.save(checkpoint, handle)
+                handle.write(buffer.getbuffer())
                 handle.flush()
                 os.fsync(handle.fileno())
         except OSError as error:
             raise storage_error(final, error, "the checkpoint") from None
-        except RuntimeError as error:  # torch.save reports a failed write as a RuntimeError around the OSError
-            cause = error.__cause__ if isinstance(error.__cause__, OSError) else OSError(str(error).splitlines()[0])
-            raise storage_error(final, cause, "the checkpoint") from None

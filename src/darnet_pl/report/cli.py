@@ -176,7 +176,11 @@ def _group_json(result: GroupResult, slug: str) -> dict[str, Any]:
 
 
 def _notes(results: Sequence[GroupResult], n_bootstrap: int, seed: int, level: float) -> list[str]:
-    notes = ["Fold rows: mean ± sample standard deviation (ddof=1) over the folds' test metrics."]
+    notes = [
+        "Fold rows: mean ± sample standard deviation (ddof=1) over the folds' test metrics.",
+        "Accuracy is the fraction of test scans classified right (all classes) in both blocks, as in the paper's "
+        "Table IV; the COVID-19 vs rest accuracy is 2class/accuracy in report.json.",
+    ]
     if any(r.ensemble is not None for r in results):
         ci = (
             f"[{100 * level:g}% patient-level bootstrap percentile CI, {n_bootstrap} resamples, seed {seed}]"

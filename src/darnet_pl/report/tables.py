@@ -61,8 +61,13 @@ def blocks(class_names: Sequence[str], positive_class: str) -> tuple[Block, Bloc
             f"Two classes: {positive} and the rest ({', '.join(others)})",
             f"{k} classes: {', '.join(class_names)}",
         )
+    # As the paper prints it: the two-class block's Accuracy is the 3-class accuracy (93.28 in both blocks for
+    # DARNet); its AUC, sensitivity, specificity and F1 are COVID-19 one-vs-rest. The one-vs-rest accuracy stays in
+    # report.json as 2class/accuracy.
     two = Block(
-        "2class", titles[0], tuple(f"2class/{c}" for c in ("auc", "accuracy", "sensitivity", "specificity", "f1"))
+        "2class",
+        titles[0],
+        ("2class/auc", f"{k}class/accuracy", "2class/sensitivity", "2class/specificity", "2class/f1"),
     )
     multi = Block(
         f"{k}class",

@@ -1,5 +1,5 @@
-"""Helpers of the fault tests (tests/inference, tests/report): the console tools run as a user runs them, and
-small tmpfs mounts that are full or read-only.
+"""Helpers of the fault tests (tests/inference, tests/report, tests/training): the console tools run as a user
+runs them, and small tmpfs mounts that are full or read-only.
 
 Permission bits do not stop root, so read-only and full folders are real mounts; where mounting is not allowed
 (not root, no ``mount``, a container without the capability) the test is skipped with the reason.
