@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 DEFAULT_CLASS_NAMES: tuple[str, ...] = ("CP", "NCP", "Normal")
 """Label order of the paper's code: CP=0, NCP (COVID-19)=1, Normal=2."""
+
+KEY_SEPARATOR = "__"
+MAX_PLAIN_KEY = 120
+"""Longest key kept readable as is; a cache file name must stay well under the file system's 255 bytes."""
+_PLAIN_PART = re.compile(r"[A-Za-z0-9.-]+(?:_[A-Za-z0-9.-]+)*")
+"""A part that can be joined with ``__`` and still be told apart: ASCII, no ``__``, no ``_`` at either end."""
 
 
 @dataclass(frozen=True)
@@ -25,8 +33,30 @@ class ScanRecord:
 
     @property
     def key(self) -> str:
-        """Unique, file-name-safe identity of the scan: ``CLASS__patient__scan``."""
-        return "__".join(_safe(part) for part in (self.class_name, self.patient_id, self.scan_id))
+        """Unique, file-name-safe identity of the scan: ``CLASS__patient__scan`` (see ``scan_key``)."""
+        return scan_key(self.class_name, self.patient_id, self.scan_id)
+
+
+def scan_key(class_name: str, patient_id: str, scan_id: str) -> str:
+    """``CLASS__patient__scan`` where that is unambiguous, else a readable prefix plus ``+<hash>`` of the exact ids.
+
+    Distinct scans must never share a key (they would share one cache file, and one would be dropped as a
+    "duplicate"): ``a b`` and ``a-b``, or patient ``1__2`` scan ``3`` and patient ``1`` scan ``2__3``, would
+    collapse to one name if characters were simply replaced. ``+`` never appears in a plain key, so a hashed key
+    cannot equal a plain one. Keys are also kept short (a 200-character folder name would not fit a file name).
+    """
+    parts = (str(class_name), str(patient_id), str(scan_id))
+    plain = KEY_SEPARATOR.join(parts)
+    if len(plain) <= MAX_PLAIN_KEY and all(_PLAIN_PART.fullmatch(part) for part in parts):
+        return plain
+    readable = KEY_SEPARATOR.join(_ascii_safe(part) for part in parts)[:80]
+    digest = hashlib.sha256("\0".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{readable}+{digest}"
+
+
+def _ascii_safe(text: str) -> str:
+    """ASCII letters, digits and ``-_.`` kept, anything else ``-``: one byte per character in a file name."""
+    return "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_.") else "-" for ch in text)
 
 
 def _safe(text: str) -> str:
