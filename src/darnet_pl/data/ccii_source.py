@@ -25,7 +25,6 @@ Cleaning list semantics (the list has no reference implementation; this is how i
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
 import re
@@ -34,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from darnet_pl.data.csv_tables import read_table
 from darnet_pl.data.folder_source import CachedSource, Plan, SourceError, describe_preprocessing
 from darnet_pl.data.preprocess import Preprocessing
 from darnet_pl.data.records import DEFAULT_CLASS_NAMES, ScanRecord
@@ -115,32 +115,31 @@ def read_cleaning_list(path: str | os.PathLike[str]) -> dict[str, CleaningEntry]
     if not path.is_file():
         raise FileNotFoundError(f"{path}: cleaning list not found")
     entries: dict[str, CleaningEntry] = {}
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in CLEANING_COLUMNS if c not in (reader.fieldnames or ())]
-        if missing:
-            raise CleaningListError(f"{path}: missing column(s) {missing}: expected {','.join(CLEANING_COLUMNS)}")
-        for line, raw in enumerate(reader, start=2):
-            row = {k: (v or "").strip() for k, v in raw.items() if k}
-            where = f"{path}:{line}"
-            if row["is_seg"] not in ("0", "1"):
-                raise CleaningListError(f"{where}: is_seg must be 0 or 1, got {row['is_seg']!r}")
-            key = ScanRecord(row["cls"], row["pid"], row["scan_id"]).key
-            if key in entries:
-                raise CleaningListError(f"{where}: scan {key} listed twice (line {entries[key].line})")
-            repeat, order = row["repeat_ids"], row["re_order"]
-            discard = repeat.lower() == "discard"
-            reverse = order.lower() == "reverse"
-            entries[key] = CleaningEntry(
-                key=key,
-                is_seg=row["is_seg"] == "1",
-                discard=discard,
-                drop=frozenset(parse_positions(repeat, ";", where) if repeat and not discard else ()),
-                order=tuple(parse_positions(order, "+", where)) if order and not reverse else None,
-                reverse=reverse,
-                line=line,
-            )
+    _, rows = read_table(path, CLEANING_COLUMNS, ",".join(CLEANING_COLUMNS), error=_cleaning_error)
+    for line, row in rows:
+        where = f"{path}:{line}"
+        if row["is_seg"] not in ("0", "1"):
+            raise CleaningListError(f"{where}: is_seg must be 0 or 1, got {row['is_seg']!r}")
+        key = ScanRecord(row["cls"], row["pid"], row["scan_id"]).key
+        if key in entries:
+            raise CleaningListError(f"{where}: scan {key} listed twice (line {entries[key].line})")
+        repeat, order = row["repeat_ids"], row["re_order"]
+        discard = repeat.lower() == "discard"
+        reverse = order.lower() == "reverse"
+        entries[key] = CleaningEntry(
+            key=key,
+            is_seg=row["is_seg"] == "1",
+            discard=discard,
+            drop=frozenset(parse_positions(repeat, ";", where) if repeat and not discard else ()),
+            order=tuple(parse_positions(order, "+", where)) if order and not reverse else None,
+            reverse=reverse,
+            line=line,
+        )
     return entries
+
+
+def _cleaning_error(where: str, cause: str) -> CleaningListError:
+    return CleaningListError(f"{where}: {cause}")
 
 
 class CCIISource(CachedSource):
@@ -234,11 +233,22 @@ class CCIISource(CachedSource):
                 records, problems = self._index_records() if dry_run else self._discover()
         except ScanError as error:
             raise SourceError(str(error)) from None
+        if not records and listed is None:
+            raise SourceError(self._no_scans(problems, dry_run))
         kept, excluded = self.select(records)
         plan = Plan(kept, problems, excluded)
         if self.apply_cleaning:
             self._plan_cleaning(plan, count_slices=not dry_run)
         return plan
+
+    def _no_scans(self, problems: Sequence[ScanProblem], dry_run: bool) -> str:
+        """Why there is nothing to prepare: an empty tree (or index) would otherwise "succeed" with 0 scans."""
+        where = self.index_path() if dry_run else self.root
+        found = "in the index" if dry_run else "under the class folders"
+        text = f"{where}: no usable scan {found} (expected <CLASS>/[<archive>/]<patient_id>/<scan_id>/<n>.png)"
+        if problems:
+            text += f"; {len(problems)} problem(s), e.g. {problems[0].path}: {problems[0].cause}"
+        return text
 
     def _discover(self) -> tuple[list[ScanRecord], list[ScanProblem]]:
         return discover_ccii(self.root, self.index_csv, class_names=self.class_names)

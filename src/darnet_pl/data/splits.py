@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from darnet_pl.data.csv_tables import read_table
 from darnet_pl.data.records import ScanRecord
 from darnet_pl.io import atomic_path
 
@@ -95,32 +96,35 @@ def stratified_patient_chunks(records: Sequence[ScanRecord], n_folds: int = 5, s
     return chunks
 
 
+def _split_error(where: str, cause: str) -> SplitError:
+    return SplitError(f"{where}: {cause}")
+
+
 def read_split_manifest(path: str | os.PathLike[str]) -> tuple[list[ScanRecord], dict[str, str]]:
     """Records and chunk assignment from a manifest CSV (``class,patient_id,scan_id[,n_slice],split``)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: split manifest not found")
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"class", "patient_id", "scan_id", "split"} - set(reader.fieldnames or ())
-        if missing:
-            raise SplitError(f"{path}: missing column(s) {sorted(missing)}")
-        records, chunks = [], {}
-        for line, row in enumerate(reader, start=2):
-            split = row["split"].strip()
-            if split != TEST_CHUNK and not (split.startswith("fold") and split[4:].isdigit()):
-                raise SplitError(f"{path}:{line}: split {split!r} is neither 'test' nor 'foldK'")
-            n_slice = row.get("n_slice")
-            record = ScanRecord(
-                class_name=row["class"].strip(),
-                patient_id=row["patient_id"].strip(),
-                scan_id=row["scan_id"].strip(),
-                n_slices=int(n_slice) if n_slice else None,
-            )
-            if record.key in chunks:
-                raise SplitError(f"{path}:{line}: scan {record.key} listed twice")
-            records.append(record)
-            chunks[record.key] = split
+    required = ("class", "patient_id", "scan_id", "split")
+    _, rows = read_table(path, required, "class,patient_id,scan_id[,n_slice],split", error=_split_error)
+    records, chunks = [], {}
+    for line, row in rows:
+        split = row["split"]
+        if split != TEST_CHUNK and not (split.startswith("fold") and split[4:].isdigit()):
+            raise SplitError(f"{path}:{line}: split {split!r} is neither 'test' nor 'foldK'")
+        n_slice = row.get("n_slice")
+        if n_slice and not n_slice.isdigit():
+            raise SplitError(f"{path}:{line}: n_slice {n_slice!r} is not a number of slices")
+        record = ScanRecord(
+            class_name=row["class"],
+            patient_id=row["patient_id"],
+            scan_id=row["scan_id"],
+            n_slices=int(n_slice) if n_slice else None,
+        )
+        if record.key in chunks:
+            raise SplitError(f"{path}:{line}: scan {record.key} listed twice")
+        records.append(record)
+        chunks[record.key] = split
     by_chunk: dict[str, list[ScanRecord]] = defaultdict(list)
     for record in records:
         by_chunk[chunks[record.key]].append(record)

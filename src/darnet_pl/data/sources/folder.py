@@ -8,11 +8,11 @@ whole list.
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from darnet_pl.data.csv_tables import read_table
 from darnet_pl.data.records import ScanRecord
 from darnet_pl.data.sources import NIFTI_SUFFIXES, ScanError
 
@@ -31,40 +31,47 @@ def default_scan_id(path: str) -> str:
 def read_scan_list(csv_path: str | os.PathLike[str], class_names: Sequence[str] | None = None) -> list[ScanRecord]:
     """Records from a scan-list CSV; refuses (``ScanError`` naming file and line) a list that is itself wrong:
 
-    missing columns, an empty path/label/patient, a label outside ``class_names`` (when given), or one scan
-    listed twice.
+    not UTF-8, missing columns, no rows at all, an empty path/label/patient, a label outside ``class_names``
+    (when given), or one scan listed twice - an identical row, or two paths that would get the same scan id.
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise ScanError(csv_path, "scan list not found")
+    _, rows = read_table(csv_path, REQUIRED_COLUMNS, "path,label,patient_id[,scan_id]", error=ScanError)
+    if not rows:
+        raise ScanError(csv_path, "no scans listed (only a header): add one row per scan, path,label,patient_id")
     base = csv_path.parent
     records: list[ScanRecord] = []
-    seen: dict[str, int] = {}
-    with csv_path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        columns = [c.strip() for c in reader.fieldnames or ()]
-        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-        if missing:
-            raise ScanError(csv_path, f"missing column(s) {missing}: expected path,label,patient_id[,scan_id]")
-        for line, raw in enumerate(reader, start=2):
-            row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
-            where = f"{csv_path}:{line}"
-            for column in REQUIRED_COLUMNS:
-                if not row.get(column):
-                    raise ScanError(where, f"empty {column}")
-            if class_names is not None and row["label"] not in class_names:
-                raise ScanError(where, f"label {row['label']!r} is not one of the classes {list(class_names)}")
-            path = Path(row["path"])
-            if not path.is_absolute():
-                path = base / path
-            record = ScanRecord(
-                class_name=row["label"],
-                patient_id=row["patient_id"],
-                scan_id=row.get("scan_id") or default_scan_id(row["path"]),
-                path=str(path),
-            )
-            if record.key in seen:
-                raise ScanError(where, f"scan {record.key} is listed twice (first on line {seen[record.key]})")
-            seen[record.key] = line
-            records.append(record)
+    seen: dict[str, tuple[int, ScanRecord]] = {}
+    for line, row in rows:
+        where = f"{csv_path}:{line}"
+        for column in REQUIRED_COLUMNS:
+            if not row.get(column):
+                raise ScanError(where, f"empty {column}")
+        if class_names is not None and row["label"] not in class_names:
+            raise ScanError(where, f"label {row['label']!r} is not one of the classes {list(class_names)}")
+        path = Path(row["path"])
+        if not path.is_absolute():
+            path = base / path
+        record = ScanRecord(
+            class_name=row["label"],
+            patient_id=row["patient_id"],
+            scan_id=row.get("scan_id") or default_scan_id(row["path"]),
+            path=str(path),
+        )
+        if record.key in seen:
+            raise ScanError(where, _listed_twice(record, *seen[record.key]))
+        seen[record.key] = (line, record)
+        records.append(record)
     return records
+
+
+def _listed_twice(record: ScanRecord, first_line: int, first: ScanRecord) -> str:
+    """Why a second row for one (label, patient, scan id) is refused, naming both paths when they differ."""
+    ident = f"scan {record.patient_id}/{record.scan_id} ({record.class_name})"
+    if first.path == record.path:
+        return f"{ident} is listed twice (first on line {first_line})"
+    return (
+        f"{ident} is listed twice (first on line {first_line}) for two paths, {first.path} and {record.path}: "
+        "give them distinct scan_id values"
+    )
