@@ -12,14 +12,17 @@ records.
 
 from __future__ import annotations
 
-import csv
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from darnet_pl.data.csv_tables import read_table
 from darnet_pl.data.records import DEFAULT_CLASS_NAMES, ScanRecord
 from darnet_pl.data.sources import ScanError, ScanProblem, is_ignored, is_slice_image
+
+log = logging.getLogger(__name__)
 
 INDEX_NAME = "unzip_filenames.csv"
 INDEX_COLUMNS = ("zip_file", "label", "patient_id", "scan_id", "n_slice")
@@ -64,27 +67,23 @@ def read_ccii_index(
         raise ScanError(path, "CC-CCII index not found")
     entries: dict[tuple[str, str], IndexEntry] = {}
     problems: list[ScanProblem] = []
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in INDEX_COLUMNS if c not in (reader.fieldnames or ())]
-        if missing:
-            raise ScanError(path, f"missing column(s) {missing}: expected {','.join(INDEX_COLUMNS)}")
-        for line, row in enumerate(reader, start=2):
-            label, patient, scan = (row[c].strip() for c in ("label", "patient_id", "scan_id"))
-            where = f"{path}:{line}"
-            key = ScanRecord(label, patient, scan).key
-            try:
-                n_slice = int(row["n_slice"])
-            except (TypeError, ValueError):
-                problems.append(ScanProblem(key, where, f"index row has no valid n_slice ({row['n_slice']!r})"))
-                continue
-            if (patient, scan) in entries:
-                first = entries[(patient, scan)]
-                problems.append(
-                    ScanProblem(key, where, f"index lists patient {patient} scan {scan} twice (line {first.line})")
-                )
-                continue
-            entries[(patient, scan)] = IndexEntry(label, patient, scan, n_slice, row["zip_file"].strip(), line)
+    _, rows = read_table(path, INDEX_COLUMNS, ",".join(INDEX_COLUMNS), error=ScanError)
+    for line, row in rows:
+        label, patient, scan = row["label"], row["patient_id"], row["scan_id"]
+        where = f"{path}:{line}"
+        key = ScanRecord(label, patient, scan).key
+        try:
+            n_slice = int(row["n_slice"])
+        except ValueError:
+            problems.append(ScanProblem(key, where, f"index row has no valid n_slice ({row['n_slice']!r})"))
+            continue
+        if (patient, scan) in entries:
+            first = entries[(patient, scan)]
+            problems.append(
+                ScanProblem(key, where, f"index lists patient {patient} scan {scan} twice (line {first.line})")
+            )
+            continue
+        entries[(patient, scan)] = IndexEntry(label, patient, scan, n_slice, row["zip_file"], line)
     return entries, problems
 
 
@@ -130,9 +129,8 @@ def discover_ccii(
 def _walk_class(class_name: str, class_dir: Path, problems: list[ScanProblem]) -> list[_Found]:
     """Every folder under ``class_dir`` that holds slice images; empty leaf folders are problems."""
     scans: list[_Found] = []
-    for current, dirnames, filenames in os.walk(class_dir, followlinks=True):
+    for folder, dirnames, filenames in walk_once(class_dir, problems):
         dirnames[:] = sorted(d for d in dirnames if not is_ignored(d) and d.lower() not in _SKIPPED_DIRS)
-        folder = Path(current)
         depth = len(folder.relative_to(class_dir).parts)
         n_images = sum(1 for name in filenames if is_slice_image(name))
         key = ScanRecord(class_name, folder.parent.name, folder.name).key if depth >= 2 else ""
@@ -152,6 +150,52 @@ def _walk_class(class_name: str, class_dir: Path, problems: list[ScanProblem]) -
             detail = f" ({len(others)} other file(s), e.g. {others[0]})" if others else ""
             problems.append(ScanProblem(key, str(folder), f"empty scan folder: no slice images{detail}"))
     return scans
+
+
+def walk_once(top: Path, problems: list[ScanProblem]) -> Iterator[tuple[Path, list[str], list[str]]]:
+    """``os.walk(top, followlinks=True)`` that enters every real folder once, top-down.
+
+    Following links matters (datasets are often assembled from symlinked folders), but ``os.walk`` follows a
+    link back to an ancestor again and again: two sibling links to ``.`` make the walk exponential, and it
+    never ends. Here a folder already entered (the same device and inode) is skipped with a warning; so is one
+    that cannot be listed (instead of ``os.walk``'s silent skip), which is also recorded as a problem.
+    ``dirnames`` may be pruned in place, as with ``os.walk``.
+    """
+    entered: dict[tuple[int, int], Path] = {}
+    pending = [top]
+    while pending:
+        folder = pending.pop()
+        try:
+            status = folder.stat()
+            entries = list(os.scandir(folder))
+        except OSError as exc:
+            cause = f"cannot list the folder ({exc.strerror or exc}); left out"
+            log.warning("%s: %s", folder, cause)
+            problems.append(ScanProblem("", str(folder), cause))
+            continue
+        identity = (status.st_dev, status.st_ino)
+        if identity in entered:
+            log.warning("%s: %s; not followed", folder, _revisit(folder, entered[identity]))
+            continue
+        entered[identity] = folder
+        dirnames = [entry.name for entry in entries if _is_dir(entry)]
+        filenames = [entry.name for entry in entries if not _is_dir(entry)]
+        yield folder, dirnames, filenames
+        pending.extend(folder / name for name in reversed(dirnames))
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()  # follows links; a broken link is not a folder
+    except OSError:
+        return False
+
+
+def _revisit(folder: Path, first: Path) -> str:
+    """Why a folder is not walked again: a link back up the tree (a loop) or a second way to one folder."""
+    if folder.is_relative_to(first):
+        return f"symlink loop (the same folder as {first}, above it)"
+    return f"the same folder as {first} (reached through a symlink), already searched"
 
 
 def _match_index(
