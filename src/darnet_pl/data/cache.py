@@ -25,13 +25,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from darnet_pl.data.preprocess import Preprocessing
 from darnet_pl.data.records import ScanRecord
-from darnet_pl.data.sources import ScanError, ScanProblem, load_volume
+from darnet_pl.data.sources import ScanError, ScanNote, ScanProblem, collecting_notes, load_volume
 from darnet_pl.io import StorageError, atomic_path, storage_error, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,13 @@ REPORT_CSV = "ingest_report.csv"
 
 class IngestError(ScanError):
     """Raised by ``ingest(strict=True)`` at the first scan that cannot be converted: ``<path>: <cause>``."""
+
+
+class Converted(NamedTuple):
+    """What converting one scan gave: the problem that left it out (None: it is cached), and notes on it."""
+
+    problem: ScanProblem | None = None
+    notes: tuple[ScanNote, ...] = ()
 
 
 class VolumeCache:
@@ -111,6 +118,7 @@ class IngestReport:
     failed: list[ScanProblem] = field(default_factory=list)
     elapsed_s: float = 0.0
     aborted: bool = False
+    notes: list[ScanNote] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -118,6 +126,8 @@ class IngestReport:
 
     def summary(self) -> str:
         text = f"ingest: {self.converted} converted, {self.reused} reused, {len(self.failed)} failed"
+        if self.notes:
+            text += f", {len(self.notes)} note(s) (in the report)"
         return text + (" (aborted)" if self.aborted else "")
 
     def to_dict(self) -> dict[str, Any]:
@@ -128,6 +138,7 @@ class IngestReport:
             "n_failed": len(self.failed),
             "elapsed_s": round(self.elapsed_s, 3),
             "aborted": self.aborted,
+            "notes": [entry._asdict() for entry in self.notes],
         }
 
 
@@ -194,23 +205,36 @@ def _convert_all(
     progress: bool,
     report: IngestReport,
 ) -> None:
-    def record_result(problem: ScanProblem | None) -> None:
-        if problem is None:
+    run_parallel(convert_one, [(record, cache) for record in todo], workers, progress, recorder(report, strict))
+
+
+def recorder(report: IngestReport, strict: bool) -> Callable[[Converted], None]:
+    """The accounting of each conversion's result: counted, or reported as failed; notes kept and shown.
+
+    Notes are logged here, in the main process, where the user sees them (a spawned worker has no log setup).
+    With ``strict`` the first failure raises ``IngestError``, which stops the run.
+    """
+
+    def record(result: Converted) -> None:
+        for entry in result.notes:
+            log.warning("%s: %s", entry.path, entry.note)
+            report.notes.append(entry)
+        if result.problem is None:
             report.converted += 1
             return
-        report.failed.append(problem)
+        report.failed.append(result.problem)
         if strict:
-            raise IngestError(problem.path, problem.cause)
+            raise IngestError(result.problem.path, result.problem.cause)
 
-    run_parallel(convert_one, [(record, cache) for record in todo], workers, progress, record_result)
+    return record
 
 
 def run_parallel(
-    function: Callable[..., ScanProblem | None],
+    function: Callable[..., Converted],
     jobs: Sequence[tuple],
     workers: int,
     progress: bool,
-    on_result: Callable[[ScanProblem | None], None],
+    on_result: Callable[[Converted], None],
 ) -> None:
     """``function(*job)`` for every job, in ``workers`` spawned processes (0: here; < 0: one per core).
 
@@ -245,19 +269,30 @@ def run_parallel(
         bar.close()
 
 
-def convert_one(record: ScanRecord, cache: VolumeCache) -> ScanProblem | None:
+def convert_one(record: ScanRecord, cache: VolumeCache) -> Converted:
     """Read, preprocess and store one scan; a failure comes back as a problem, never as a partial file."""
-    try:
-        cache.store(record, load_volume(record, cache.prep))
-    except ScanError as error:
-        return ScanProblem.from_error(record.key, error)
-    except StorageError:
-        raise
-    except MemoryError:
-        return ScanProblem(record.key, str(record.path), "out of memory while converting")
-    except Exception as exc:  # an unexpected failure is still one scan's problem, reported rather than fatal
-        return ScanProblem(record.key, str(record.path), f"unexpected {type(exc).__name__}: {exc}")
-    return None
+    return guarded_conversion(record, lambda: load_volume(record, cache.prep), cache)
+
+
+def guarded_conversion(record: ScanRecord, read: Callable[[], np.ndarray], cache: VolumeCache) -> Converted:
+    """``cache.store(record, read())`` with every failure but the cache's own turned into this scan's problem.
+
+    A scan that cannot be read is one scan's problem, reported and left out; a cache that cannot be written
+    (``StorageError``: disk full, read-only) stops the ingest. The reader's notes come back either way.
+    """
+    problem = None
+    with collecting_notes() as collected:
+        try:
+            cache.store(record, read())
+        except ScanError as error:
+            problem = ScanProblem.from_error(record.key, error)
+        except StorageError:
+            raise
+        except MemoryError:
+            problem = ScanProblem(record.key, str(record.path), "out of memory while converting")
+        except Exception as exc:  # an unexpected failure is still one scan's problem, reported rather than fatal
+            problem = ScanProblem(record.key, str(record.path), f"unexpected {type(exc).__name__}: {exc}")
+    return Converted(problem, tuple(ScanNote(record.key, path, text) for path, text in collected))
 
 
 def write_report(cache: VolumeCache, report: IngestReport) -> None:

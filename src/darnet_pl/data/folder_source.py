@@ -24,11 +24,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from darnet_pl.data.cache import REPORT_JSON, IngestError, IngestReport, VolumeCache, ingest, run_parallel, write_report
+from darnet_pl.data.cache import (
+    REPORT_JSON,
+    Converted,
+    IngestError,
+    IngestReport,
+    VolumeCache,
+    guarded_conversion,
+    ingest,
+    recorder,
+    run_parallel,
+    write_report,
+)
 from darnet_pl.data.preprocess import Preprocessing
 from darnet_pl.data.records import ScanRecord, _safe
 from darnet_pl.data.sources import ScanError, ScanProblem
-from darnet_pl.io import StorageError, atomic_path
+from darnet_pl.io import atomic_path
 
 if TYPE_CHECKING:
     from darnet_pl.data.datamodule import CTDataModule
@@ -198,6 +209,8 @@ class CachedSource:
                 usable[record.key] = record
         write_records(self.records_path, list(usable.values()))
         write_selection_report(cache.directory / SELECTION_NAME, plan)
+        if not usable:
+            raise SourceError(_nothing_usable(report, self.report_path))
         return report
 
     def _ingest_positioned(
@@ -217,16 +230,9 @@ class CachedSource:
             else:
                 todo.append((record, positions[record.key]))
 
-        def record_result(problem: ScanProblem | None) -> None:
-            if problem is None:
-                report.converted += 1
-                return
-            report.failed.append(problem)
-            if self.strict:
-                raise IngestError(problem.path, problem.cause)
-
         try:
-            run_parallel(convert_positioned, [(r, p, cache) for r, p in todo], self.workers, progress, record_result)
+            jobs = [(r, p, cache) for r, p in todo]
+            run_parallel(convert_positioned, jobs, self.workers, progress, recorder(report, self.strict))
         except BaseException:
             report.aborted = True
             raise
@@ -290,22 +296,22 @@ class FolderSource(CachedSource):
 # ---------------------------------------------------------------------- helpers
 
 
-def convert_positioned(record: ScanRecord, positions: Sequence[int], cache: VolumeCache) -> ScanProblem | None:
+def convert_positioned(record: ScanRecord, positions: Sequence[int], cache: VolumeCache) -> Converted:
     """``convert_one`` for a slice folder built from chosen slice positions: a problem, never a partial file."""
     from darnet_pl.data.sources.slices import read_slice_folder
 
-    try:
-        volume = read_slice_folder(record.path or "", cache.prep, record.n_slices, positions=positions)
-        cache.store(record, volume)
-    except ScanError as error:
-        return ScanProblem.from_error(record.key, error)
-    except StorageError:
-        raise
-    except MemoryError:
-        return ScanProblem(record.key, str(record.path), "out of memory while converting")
-    except Exception as exc:  # one scan's unexpected failure is reported, not fatal
-        return ScanProblem(record.key, str(record.path), f"unexpected {type(exc).__name__}: {exc}")
-    return None
+    def read() -> np.ndarray:
+        return read_slice_folder(record.path or "", cache.prep, record.n_slices, positions=positions)
+
+    return guarded_conversion(record, read, cache)
+
+
+def _nothing_usable(report: IngestReport, report_path: Path) -> str:
+    """The error when an ingest leaves no scan to train on: a run would only fail later, less clearly."""
+    if not report.failed:
+        return f"{report_path}: no scan to convert"
+    first = report.failed[0]
+    return f"{report_path}: no usable scan, all {len(report.failed)} failed (e.g. {first.path}: {first.cause})"
 
 
 def read_records(path: str | os.PathLike[str]) -> list[ScanRecord]:

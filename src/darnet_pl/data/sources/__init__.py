@@ -11,7 +11,11 @@ does not pay for nibabel, pydicom or torch.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import NamedTuple
 
@@ -19,6 +23,8 @@ import numpy as np
 
 from darnet_pl.data.preprocess import Preprocessing
 from darnet_pl.data.records import ScanRecord
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 """Slice image types, matched case-insensitively."""
@@ -48,6 +54,41 @@ class ScanProblem(NamedTuple):
     @classmethod
     def from_error(cls, key: str, error: ScanError) -> ScanProblem:
         return cls(key, error.path, error.cause)
+
+
+class ScanNote(NamedTuple):
+    """Something worth knowing about a scan that was converted anyway (a skipped stray file, a gap)."""
+
+    key: str
+    path: str
+    note: str
+
+
+_notes: ContextVar[list[tuple[str, str]] | None] = ContextVar("scan_notes", default=None)
+
+
+def note(path: str | os.PathLike[str], text: str) -> None:
+    """Report something odd about a scan that is still read; the ingest lists it (or, outside one, a warning).
+
+    Readers return only a volume, so the notes travel beside it: ``collecting_notes`` gathers them for the scan
+    being converted, in whatever process converts it, and the ingest report carries them back.
+    """
+    collector = _notes.get()
+    if collector is None:
+        log.warning("%s: %s", path, text)
+    else:
+        collector.append((str(path), " ".join(text.split())))
+
+
+@contextlib.contextmanager
+def collecting_notes() -> Iterator[list[tuple[str, str]]]:
+    """The ``(path, note)`` pairs that ``note`` is given inside the block."""
+    collected: list[tuple[str, str]] = []
+    token = _notes.set(collected)
+    try:
+        yield collected
+    finally:
+        _notes.reset(token)
 
 
 def is_ignored(name: str) -> bool:
@@ -107,8 +148,11 @@ def load_volume(record: ScanRecord, prep: Preprocessing) -> np.ndarray:
 __all__ = [
     "IMAGE_EXTENSIONS",
     "ScanError",
+    "ScanNote",
     "ScanProblem",
+    "collecting_notes",
     "is_slice_image",
     "load_volume",
+    "note",
     "scan_kind",
 ]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from darnet_pl.data.preprocess import Preprocessing, resample_planes, window_to_255
-from darnet_pl.data.sources import ScanError, is_ignored
+from darnet_pl.data.sources import ScanError, is_ignored, note
 
 DISPLAY_AXES = ("I", "P", "L")
 """Voxel axes of the result: towards Inferior (D), Posterior (H), patient's Left (W)."""
@@ -79,10 +79,7 @@ def read_dicom_series(
     import pydicom
 
     folder = Path(folder)
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not is_ignored(p.name)) if folder.is_dir() else []
-    if not files:
-        raise ScanError(folder, "no DICOM files in the folder")
-    headers = [_read_dicom(pydicom, path, pixels=False) for path in files]
+    files, headers = _dicom_headers(pydicom, folder)
     series = {str(getattr(ds, "SeriesInstanceUID", "")) for ds in headers}
     if len(series) > 1:
         raise ScanError(folder, f"the folder holds {len(series)} DICOM series: give one series per folder")
@@ -106,6 +103,7 @@ def read_dicom_series(
             i = int(np.argmin(gaps))
             names = f"{files[order[i]].name}, {files[order[i + 1]].name}"
             raise ScanError(folder, f"two slices at the same position ({names}): duplicate or mixed series")
+        _note_gap(folder, gaps, [files[i].name for i in order])
     sizes = {(int(ds.Rows), int(ds.Columns)) for ds in headers}
     if len(sizes) > 1:
         raise ScanError(folder, f"mixed slice sizes: {sorted(sizes)}")
@@ -156,10 +154,61 @@ def preprocess_volume(
     return result
 
 
-def _read_dicom(pydicom, path: Path, *, pixels: bool):
+GAP_FACTOR = 1.5
+"""A step between neighbouring slices this many times the usual one means slices are missing."""
+
+
+def _dicom_headers(pydicom, folder: Path) -> tuple[list[Path], list]:
+    """The DICOM files of a series folder and their headers; files that are not DICOM are skipped with a note.
+
+    A stray ``README.txt`` or ``notes.pdf`` beside the slices should not cost the whole series. A file that
+    is DICOM but damaged is still refused: its slice would be missing from the volume.
+    """
+    try:
+        candidates = sorted(p for p in folder.iterdir() if p.is_file() and not is_ignored(p.name))
+    except OSError as exc:
+        raise ScanError(folder, f"cannot list the folder ({exc.strerror or exc})") from None
+    files, headers, others = [], [], []
+    for path in candidates:
+        header = _read_dicom(pydicom, path, pixels=False, missing_ok=True)
+        if header is None:
+            others.append(path.name)
+        else:
+            files.append(path)
+            headers.append(header)
+    if not files:
+        detail = f" ({len(others)} other file(s): {', '.join(others[:3])})" if others else ""
+        raise ScanError(folder, f"no DICOM files in the folder{detail}")
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        note(folder, f"skipped {len(others)} file(s) that are not DICOM: {shown}")
+    return files, headers
+
+
+def _note_gap(folder: Path, steps: np.ndarray, names: list[str]) -> None:
+    """Note a jump in slice positions (slices missing from the series): the volume is resampled by slice number,
+    so the anatomy around the gap is squeezed along depth; the user should know, and may fix the series."""
+    if len(steps) < 2:
+        return
+    usual = float(np.median(steps))
+    i = int(np.argmax(steps))
+    if steps[i] <= GAP_FACTOR * usual + 1e-3:
+        return
+    note(
+        folder,
+        f"gap of {steps[i]:.1f} mm in the slice positions between {names[i]} and {names[i + 1]} "
+        f"(the other slices are {usual:.1f} mm apart): slices missing? The volume is resampled by slice number, "
+        "squeezed along depth at the gap",
+    )
+
+
+def _read_dicom(pydicom, path: Path, *, pixels: bool, missing_ok: bool = False):
+    """The dataset of one file; ``missing_ok``: None for a file that is not DICOM at all (no DICOM header)."""
     try:
         return pydicom.dcmread(path, stop_before_pixels=not pixels)
     except pydicom.errors.InvalidDicomError:
+        if missing_ok:
+            return None
         raise ScanError(path, "not a DICOM file (no DICOM header)") from None
     except Exception as exc:
         raise ScanError(path, f"unreadable DICOM file ({type(exc).__name__}: {exc})") from None
