@@ -87,9 +87,19 @@ def _value(cfg: DictConfig, key: str) -> Any:
 CCII_SOURCE = "darnet_pl.data.ccii_source.CCIISource"
 
 
+CCII_ONLY = ("apply_cleaning", "exclude_segmented", "cleaning_csv")
+
+
 def check_data_root(cfg: DictConfig) -> None:
     """CC-CCII has no default location: without a usable root, say what to set (never fall back to phantoms)."""
-    if OmegaConf.select(cfg, "data.source._target_", default=None) != CCII_SOURCE:
+    target = OmegaConf.select(cfg, "data.source._target_", default=None)
+    if target != CCII_SOURCE:
+        source = OmegaConf.select(cfg, "data.source", default=None) or {}
+        given = [key for key in CCII_ONLY if key in source]
+        if given:  # e.g. +experiment=shortcut_control data=synthetic
+            raise ValueError(
+                f"data.source.{given[0]}: CC-CCII's cleaning list applies to data=ccii only, not to {target}"
+            )
         return
     root = OmegaConf.select(cfg, "data.root", default=None)
     hint = "set data.root=/path/to/CC-CCII or DARNET_CCII_ROOT"

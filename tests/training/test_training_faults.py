@@ -181,3 +181,12 @@ def test_two_copies_of_one_sweep_run_each_job_once(tmp_path: Path) -> None:
         with history.open(newline="") as handle:
             validation_rows = [row for row in csv.DictReader(handle) if row.get("val/loss")]
         assert len(validation_rows) == 1, f"{history}: {len(validation_rows)} validation rows for 1 epoch"
+
+
+def test_the_shortcut_control_on_another_source_is_one_line(tmp_path: Path) -> None:
+    result = train("+experiment=shortcut_control", "data=synthetic", "debug=tiny", cwd=tmp_path)
+    assert result.returncode == 2
+    assert error_line(result) == (
+        "error: data.source.exclude_segmented: CC-CCII's cleaning list applies to data=ccii only, not to "
+        "darnet_pl.data.synthetic_source.SyntheticSource"
+    )
