@@ -31,7 +31,8 @@ def scans(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     folder = tmp_path_factory.mktemp("fault-scans")
     cohort = synthetic_cohort(1, (1, 1), seed=0)
     volumes = [to_uint8(render_scan(cohort[i], SIZE)[0]) for i in range(3)]
-    return [write_nifti(folder / f"scan{i:02d}.nii.gz", volumes[i % 3]) for i in range(6)]
+    # enough scans that a stop signal sent after the first saved batch lands mid-run even on an idle, fast machine
+    return [write_nifti(folder / f"scan{i:02d}.nii.gz", volumes[i % 3]) for i in range(24)]
 
 
 @pytest.fixture
@@ -120,7 +121,7 @@ def start_and_stop(tiny_checkpoint: Path, scans: list[Path], out: Path, cwd: Pat
 
 
 def test_ctrl_c_keeps_the_finished_scans_and_resume_predicts_only_the_rest(tiny_checkpoint, scans, tmp_path, cwd):
-    out, scans = tmp_path / "run", scans[:6]
+    out = tmp_path / "run"
     code, stdout, stderr = start_and_stop(tiny_checkpoint, scans, out, cwd, signal.SIGINT)
     assert code == 130 and stdout == ""
     line = only_line(stderr)
@@ -140,16 +141,16 @@ def test_ctrl_c_keeps_the_finished_scans_and_resume_predicts_only_the_rest(tiny_
     argv = shlex.split(command)[1:]  # the printed command, run through the module as a console script would be
     resumed = run_tool(PREDICT, *argv, cwd=cwd)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"6 of 6 scan(s) predicted ({len(kept)} kept from the earlier run)" in resumed.stdout
+    assert f"{len(scans)} of {len(scans)} scan(s) predicted ({len(kept)} kept from the earlier run)" in resumed.stdout
     final = rows(out / "predictions.csv")
     assert [r["scan"] for r in final] == [s.name.removesuffix(".nii.gz") for s in scans]
     assert final[: len(kept)] == kept  # the earlier predictions, untouched
     assert {n: (out / "cam" / n / "montage.png").stat().st_mtime_ns for n in names} == montages  # not redone
-    assert len(list((out / "cam").iterdir())) == 6 and hidden(out) == []
+    assert len(list((out / "cam").iterdir())) == len(scans) and hidden(out) == []
 
 
 def test_sigterm_keeps_the_finished_scans_with_exit_143(tiny_checkpoint, scans, tmp_path, cwd):
-    out, scans = tmp_path / "run", scans[:6]
+    out = tmp_path / "run"
     code, _, stderr = start_and_stop(tiny_checkpoint, scans, out, cwd, signal.SIGTERM)
     assert code == 143
     kept = rows(out / "predictions.csv")
