@@ -30,3 +30,11 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.test_predict import make_checkpoint
 
     return make_checkpoint(tmp_path_factory.mktemp("tiny-checkpoint") / "tiny.ckpt", seed=7)
+
+
+@pytest.fixture
+def cwd(tmp_path: Path) -> Path:
+    """An empty working folder inside the test's tmp_path, where a command is run as a user runs it."""
+    folder = tmp_path / "cwd"
+    folder.mkdir()
+    return folder

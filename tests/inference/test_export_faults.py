@@ -3,21 +3,12 @@ file - whole, partial or temporary - left behind."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from darnet_pl.io import output_folder
 from tests.helpers.faults import every_file, only_line, run_tool, tmpfs
 
 EXPORT = "darnet_pl.export"
-
-
-@pytest.fixture
-def cwd(tmp_path: Path) -> Path:
-    folder = tmp_path / "cwd"
-    folder.mkdir()
-    return folder
 
 
 def test_full_disk_is_one_line_not_an_abort_and_leaves_nothing(tiny_checkpoint, tmp_path, cwd):

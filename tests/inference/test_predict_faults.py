@@ -35,13 +35,6 @@ def scans(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return [write_nifti(folder / f"scan{i:02d}.nii.gz", volumes[i % 3]) for i in range(24)]
 
 
-@pytest.fixture
-def cwd(tmp_path: Path) -> Path:
-    folder = tmp_path / "cwd"
-    folder.mkdir()
-    return folder
-
-
 def rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))

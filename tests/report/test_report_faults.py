@@ -16,13 +16,6 @@ REPORT = "darnet_pl.report.cli"
 
 
 @pytest.fixture
-def cwd(tmp_path: Path) -> Path:
-    folder = tmp_path / "cwd"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
 def sweep(tmp_path: Path) -> Path:
     """Two finished folds of one variant, as training jobs write them."""
     root = tmp_path / "sweep"
