@@ -58,6 +58,7 @@ class User:
         result = self.run(command, timeout)
         assert result.returncode == 0, explain(result)
         assert "Traceback" not in result.stderr, explain(result)
+        assert "UserWarning: Callback" not in result.stderr, explain(result)  # the Hydra callbacks ran cleanly
         return result
 
     def local(self, command: str) -> str:

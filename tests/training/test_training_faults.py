@@ -190,3 +190,18 @@ def test_the_shortcut_control_on_another_source_is_one_line(tmp_path: Path) -> N
         "error: data.source.exclude_segmented: CC-CCII's cleaning list applies to data=ccii only, not to "
         "darnet_pl.data.synthetic_source.SyntheticSource"
     )
+
+
+@pytest.mark.parametrize("multirun", [False, True])
+def test_an_unusable_darnet_log_dir_is_one_line_before_any_job(tmp_path: Path, multirun: bool) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    args = ["python", "-m", "darnet_pl", *TINY, *(["fold=0,1", "-m"] if multirun else [])]
+    result = run_args(args, tmp_path, 120, DARNET_LOG_DIR=str(blocker / "logs"))
+    assert result.returncode == 2
+    where = blocker / "logs" / "smoke" / ("sweep" if multirun else "runs")
+    assert error_line(result) == (
+        f"error: {where}: cannot write into this output folder (Not a directory); "
+        "choose another with paths.log_dir=<folder>"
+    )
+    assert "UserWarning" not in result.stderr
