@@ -100,11 +100,17 @@ def test_a_second_predict_into_the_same_folder_is_refused(tiny_checkpoint, scans
 # ------------------------------------------------------------------------------------------- Ctrl-C
 
 
+def _sigint_as_in_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_and_stop(tiny_checkpoint: Path, scans: list[Path], out: Path, cwd: Path, signum: int):
     """Start a run with CAM maps (about a second a scan), send ``signum`` as soon as the first batch is saved."""
     args = ["--ckpt", str(tiny_checkpoint), "--cam", "--batch-size", "1", "--out", str(out), *map(str, scans)]
+    # as from a terminal: a test run started in the background (CI, `make test &`) inherits SIGINT ignored, and
+    # Python then keeps ignoring it, so the child gets the default disposition back before it starts
     process = subprocess.Popen([sys.executable, "-m", PREDICT, *args], cwd=cwd, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+                               stderr=subprocess.PIPE, text=True, preexec_fn=_sigint_as_in_a_terminal)  # fmt: skip
     deadline = time.monotonic() + 120
     while not (out / "predictions.csv").is_file() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
