@@ -175,8 +175,9 @@ def check_expected(
     expect_attention: str | None = None,
     expect_input_size: Sequence[int] | None = None,
     expect_class_names: Sequence[str] | None = None,
+    expect_width: int | None = None,
 ) -> None:
-    """Refuse a checkpoint of another variant, input size or label set than the caller is built for."""
+    """Refuse a checkpoint of another variant, input size, label set or width than the caller is built for."""
     if expect_attention is not None and meta.attention != expect_attention:
         raise CheckpointError(
             f"{meta.path}: a DARNet(attention={meta.attention!r}) checkpoint, expected attention={expect_attention!r}"
@@ -187,6 +188,8 @@ def check_expected(
         )
     if expect_class_names is not None and tuple(expect_class_names) != meta.class_names:
         raise CheckpointError(f"{meta.path}: classes {list(meta.class_names)}, expected {list(expect_class_names)}")
+    if expect_width is not None and int(expect_width) != meta.width:
+        raise CheckpointError(f"{meta.path}: a DARNet of width {meta.width}, but this run builds width {expect_width}")
 
 
 def model_state(checkpoint: Mapping[str, Any], path: Path) -> dict[str, torch.Tensor]:

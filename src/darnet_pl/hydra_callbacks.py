@@ -32,10 +32,7 @@ class CheckOutputFolder(Callback):
         # the run folder itself is made by Hydra right after; its parent is what must be writable
         run_dir = Path(str(config.hydra.run.dir)).resolve()
         if not run_dir.exists():
-            existing = run_dir
-            while not existing.exists() and existing != existing.parent:
-                existing = existing.parent
-            created_run_dirs[run_dir] = existing
+            created_run_dirs[run_dir] = nearest_existing(run_dir)
         self._check(run_dir.parent)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -53,14 +50,19 @@ class CheckOutputFolder(Callback):
             raise SystemExit(EXIT_USER_ERROR) from None
 
 
+def nearest_existing(folder: Path) -> Path:
+    """``folder`` itself if it exists, else the nearest folder above it that does (where it would be created)."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
 def probe_writable(folder: Path) -> None:
     """Raise StorageError unless files can be created in ``folder`` or, where it does not exist yet, in the
     nearest folder above it (which is where Hydra will create it). Creates nothing that stays behind."""
     from darnet_pl.io import storage_error
 
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = nearest_existing(folder)
     try:
         if not existing.is_dir():
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))

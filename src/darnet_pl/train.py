@@ -77,8 +77,9 @@ def build_loggers(cfg: DictConfig, output_dir: Path, resuming: bool) -> list[Any
 def wandb_run_id(output_dir: Path) -> str:
     """The job's W&B run id, kept in its folder so that every resume logs into the same run."""
     path = output_dir / WANDB_RUN_ID_FILE
-    if path.is_file() and path.read_text(encoding="utf-8").strip():
-        return path.read_text(encoding="utf-8").strip()
+    kept = path.read_text(encoding="utf-8").strip() if path.is_file() else ""
+    if kept:
+        return kept
     import secrets
     import string
 
@@ -114,9 +115,8 @@ def check_resumable(path: str, cfg: DictConfig) -> None:
         meta,
         expect_attention=str(cfg.model.get("attention", meta.attention)),
         expect_input_size=list(cfg.data.get("size", meta.input_size)),
+        expect_width=int(cfg.model.get("width", meta.width)),
     )
-    if meta.width != int(cfg.model.get("width", meta.width)):
-        raise ValueError(f"{path}: a DARNet of width {meta.width}, but this run builds width {cfg.model.width}")
 
 
 def write_predictions(rows: list[dict[str, Any]], path: Path) -> None:
