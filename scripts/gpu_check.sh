@@ -100,10 +100,10 @@ if [[ $QUICK == 1 ]]; then SIZE=(8 32 32); WIDTH=8; BATCH=2; REPEATS=2; else SIZ
 # each variant in its own worker (own peak memory), every timed step paired with an fp32 step; torch.compile runs
 # separately, so that a slow compilation (reported as skipped after 75 s) cannot cost the other results
 COMMON=(--device "$DEVICE" --size "${SIZE[@]}" --width "$WIDTH" --batch "$BATCH" --repeats "$REPEATS" --quiet)
-step bench_model 80 "$PY" -m darnet_pl.bench_model "${COMMON[@]}" --timeout 60 \
+step bench_model 80 "$PY" -m darnet_pl.bench.model "${COMMON[@]}" --timeout 60 \
   --variants fp32 bf16 channels_last bf16_channels_last default > "$WORK/bench_model.json"
 cp "$WORK/bench_model.json" "$OUT/bench_model.json" 2>/dev/null
-step bench_compile 130 "$PY" -m darnet_pl.bench_model "${COMMON[@]}" --timeout 75 --repeats 3 \
+step bench_compile 130 "$PY" -m darnet_pl.bench.model "${COMMON[@]}" --timeout 75 --repeats 3 \
   --variants fp32 bf16_channels_last_compile > "$WORK/bench_compile.json"
 cp "$WORK/bench_compile.json" "$OUT/bench_compile.json" 2>/dev/null
 

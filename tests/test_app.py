@@ -12,7 +12,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from darnet_pl.__main__ import CONFIG_DIR
+from darnet_pl.cli.train import CONFIG_DIR
 
 
 def _compose(*overrides: str):

@@ -8,11 +8,11 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from darnet_pl.bench import run_benchmarks
-from darnet_pl.bench_model import VARIANTS, default_variant, run_variant
+from darnet_pl.bench.model import VARIANTS, default_variant, run_variant
+from darnet_pl.bench.run import run_benchmarks
 from darnet_pl.models import DARNet, count_parameters
 from darnet_pl.models.conv import Conv3d
-from darnet_pl.speed import apply_speed_options, resolve_memory_format, resolve_precision
+from darnet_pl.training.speed import apply_speed_options, resolve_memory_format, resolve_precision
 
 
 def test_quick_benchmark_reports_model_and_ingest() -> None:
@@ -41,7 +41,7 @@ class _FakeWorker:
     """Stands in for a worker process: every step takes 2 s (baseline) or 1 s; compile cannot be built."""
 
     def __init__(self, spec: dict, timeout: float, threads: int | None) -> None:
-        from darnet_pl.bench_model import VariantFailed
+        from darnet_pl.bench.model import VariantFailed
 
         if spec["variant"]["compile"]:
             raise VariantFailed("no C++ compiler")
@@ -57,7 +57,7 @@ class _FakeWorker:
 
 
 def test_variants_are_paired_with_the_baseline_and_failures_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
-    from darnet_pl import bench_model
+    from darnet_pl.bench import model as bench_model
 
     monkeypatch.setattr(bench_model, "_Worker", _FakeWorker)
     result = bench_model.run_model_benchmark(size=(4, 16, 16), width=4, variants=["fp32", "bf16", "compile"])
@@ -81,7 +81,7 @@ def test_default_variant_follows_the_configs() -> None:
 
 
 def test_auto_memory_format_follows_the_trainer(tmp_path) -> None:
-    from darnet_pl.lit.module import DARNetModule
+    from darnet_pl.training.module import DARNetModule
 
     for precision, layout in (("bf16-mixed", torch.channels_last_3d), ("32-true", torch.contiguous_format)):
         module = DARNetModule(width=4, input_size=(8, 32, 32), optimizer=torch.optim.Adam, memory_format="auto")
@@ -143,7 +143,7 @@ def test_bf16_training_steps_match_fp32_at_the_smoke_size() -> None:
 
 
 def test_activation_memory_is_counted_per_block_and_linear_in_the_batch() -> None:
-    from darnet_pl.bench_memory import count_saved_bytes, run_memory_benchmark
+    from darnet_pl.bench.memory import count_saved_bytes, run_memory_benchmark
 
     net = DARNet(input_size=(8, 32, 32), width=4).train()
     one = count_saved_bytes(net, torch.rand(1, 1, 8, 32, 32), bf16=False).per_part

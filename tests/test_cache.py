@@ -14,10 +14,10 @@ from PIL import Image
 from darnet_pl.data import cache as cache_module
 from darnet_pl.data.cache import REPORT_CSV, REPORT_JSON, IngestError, VolumeCache, ingest
 from darnet_pl.data.preprocess import Preprocessing
+from darnet_pl.data.readers.scans import ScanProblem
 from darnet_pl.data.records import ScanRecord
-from darnet_pl.data.sources import ScanProblem
-from darnet_pl.data.sources.ccii import discover_ccii
-from darnet_pl.io import StorageError
+from darnet_pl.data.sources.ccii_index import discover_ccii
+from darnet_pl.utils.io import StorageError
 
 PREP = Preprocessing(size=(4, 8, 8), border_crop=48)
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from darnet_pl.data.sources import ScanError
-from darnet_pl.data.sources.ccii import INDEX_NAME, discover_ccii, read_ccii_index
+from darnet_pl.data.readers.scans import ScanError
+from darnet_pl.data.sources.ccii_index import INDEX_NAME, discover_ccii, read_ccii_index
 
 REAL_INDEX = Path(__file__).resolve().parents[1].parent / "shared" / "ccii" / INDEX_NAME
 """``<repo>/../shared/ccii/unzip_filenames.csv``, read in place (never copied into the repository)."""

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from darnet_pl.data import ccii_source as ccii_module
-from darnet_pl.data.ccii_source import CCIISource, CleaningListError, parse_positions, read_cleaning_list
+from darnet_pl.data.sources import ccii as ccii_module
 from darnet_pl.data.datamodule import CTDataModule
-from darnet_pl.data.folder_source import RECORDS_NAME, SELECTION_NAME, SourceError
 from darnet_pl.data.preprocess import Preprocessing
+from darnet_pl.data.readers.scans import ScanError
+from darnet_pl.data.readers.slices import read_slice_folder
 from darnet_pl.data.records import ScanRecord
-from darnet_pl.data.sources import ScanError
-from darnet_pl.data.sources.slices import read_slice_folder
+from darnet_pl.data.sources.cached import RECORDS_NAME, SELECTION_NAME, SourceError
+from darnet_pl.data.sources.ccii import CCIISource, CleaningListError, parse_positions, read_cleaning_list
 from darnet_pl.data.splits import SplitError
 from tests.ccii_tree import CLEANING_COLUMNS, make_ccii_tree, slice_value, write_csv, write_manifest, write_scan
 
@@ -276,7 +276,7 @@ def test_the_data_configs_build_the_datamodule(tmp_path):
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    from darnet_pl.__main__ import CONFIG_DIR
+    from darnet_pl.cli.train import CONFIG_DIR
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         ccii = compose(

@@ -17,9 +17,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
-from darnet_pl.__main__ import CONFIG_DIR
-from darnet_pl.gpu_pinning import OneGPUPerWorker
-from darnet_pl.resolvers import register_resolvers
+from darnet_pl.cli.train import CONFIG_DIR
+from darnet_pl.config.resolvers import register_resolvers
+from darnet_pl.distributed.gpu_pinning import OneGPUPerWorker
 from tests.test_app import run_cli
 
 
@@ -60,7 +60,7 @@ def test_slurm_launcher_and_trainer_agree() -> None:
     assert launcher.partition == "gpu" and launcher.timeout_min == 1440 and launcher.tasks_per_node == 4
     assert launcher.cpus_per_task == 8 and launcher.mem_gb == 64 and launcher.nodes == 2
     assert cfg.trainer.devices == 4 and cfg.trainer.num_nodes == 2  # derived from the launcher
-    assert cfg.trainer.strategy._target_ == "darnet_pl.ddp.HydraDDPStrategy" and cfg.trainer.sync_batchnorm
+    assert cfg.trainer.strategy._target_ == "darnet_pl.distributed.ddp.HydraDDPStrategy" and cfg.trainer.sync_batchnorm
     assert type(instantiate(launcher)).__name__ == "SlurmLauncher"
 
 
@@ -69,13 +69,13 @@ def test_local_parallel_launcher_pins_one_gpu_per_worker() -> None:
     cfg = _compose("+experiment=darnet", "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=4")
     assert cfg.hydra.launcher.n_jobs == 4
     assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")
-    assert cfg.hydra.callbacks.pin_gpu._target_ == "darnet_pl.gpu_pinning.OneGPUPerWorker"
+    assert cfg.hydra.callbacks.pin_gpu._target_ == "darnet_pl.distributed.gpu_pinning.OneGPUPerWorker"
     assert "report" in cfg.hydra.callbacks  # the project's own callbacks are kept
     assert type(instantiate(cfg.hydra.launcher)).__name__ == "JoblibLauncher"
 
 
 _CLAIM = (
-    "import sys; from pathlib import Path; from darnet_pl.gpu_pinning import claim_gpu; "
+    "import sys; from pathlib import Path; from darnet_pl.distributed.gpu_pinning import claim_gpu; "
     "d = Path(sys.argv[1]); first = claim_gpu(['0', '1'], d); again = claim_gpu(['0', '1'], d); "
     "print(first, again, flush=True); sys.stdin.read()"
 )

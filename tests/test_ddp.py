@@ -32,10 +32,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
-from darnet_pl.__main__ import CONFIG_DIR
-from darnet_pl.ddp import AllReduceSyncBatchNorm, HydraDDPStrategy, hydra_job_command, per_device
-from darnet_pl.resolvers import register_resolvers
-from darnet_pl.sync_batchnorm import GlobalBatchNorm
+from darnet_pl.cli.train import CONFIG_DIR
+from darnet_pl.config.resolvers import register_resolvers
+from darnet_pl.distributed.ddp import AllReduceSyncBatchNorm, HydraDDPStrategy, hydra_job_command, per_device
+from darnet_pl.distributed.sync_batchnorm import GlobalBatchNorm
 from tests.test_app import run_cli
 
 
@@ -54,7 +54,7 @@ def test_global_batch_is_split_over_processes() -> None:
 def test_ddp_configs_compose() -> None:
     cpu = _compose("+experiment=smoke", "trainer=ddp_cpu")
     assert cpu.trainer.devices == 2 and cpu.trainer.accelerator == "cpu"
-    assert cpu.trainer.strategy._target_ == "darnet_pl.ddp.HydraDDPStrategy"
+    assert cpu.trainer.strategy._target_ == "darnet_pl.distributed.ddp.HydraDDPStrategy"
     assert cpu.trainer.strategy.process_group_backend == "gloo"
     plugins = [instantiate(p) for p in cpu.trainer.plugins]
     assert isinstance(plugins[0], AllReduceSyncBatchNorm) and cpu.trainer.sync_batchnorm is False
@@ -88,7 +88,7 @@ def test_extra_ranks_rerun_the_job_not_the_sweep(monkeypatch: pytest.MonkeyPatch
 _BN_WORKER = textwrap.dedent(
     """
     import sys, torch, torch.distributed as dist
-    from darnet_pl.sync_batchnorm import GlobalBatchNorm
+    from darnet_pl.distributed.sync_batchnorm import GlobalBatchNorm
     rank, out = int(sys.argv[1]), sys.argv[2]
     dist.init_process_group("gloo", rank=rank, world_size=2)
     torch.manual_seed(0)

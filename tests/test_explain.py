@@ -19,15 +19,15 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from darnet_pl.data.preprocess import Preprocessing
-from darnet_pl.data.sources.volumes import read_nifti
+from darnet_pl.data.readers.volumes import read_nifti
 from darnet_pl.data.synthetic import CP, NORMAL, render_scan, render_scan_with_lungs, synthetic_cohort
 from darnet_pl.explain import class_activation_map, depth_attention_weights, explain, grad_cam
 from darnet_pl.explain.cam import raw_class_activation
 from darnet_pl.explain.nifti import diagonal_affine, reference_affine, write_model_grid_pair
 from darnet_pl.explain.overlay import pick_slices, save_depth_curve, save_montage
 from darnet_pl.explain.wandb_cam import LogCAMSamples
-from darnet_pl.lit.module import DARNetModule
 from darnet_pl.models import ATTENTION_VARIANTS, DARNet
+from darnet_pl.training.module import DARNetModule
 
 SIZE = (16, 32, 32)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from darnet_pl.checkpoints import CheckpointError, load_for_inference, resolve_checkpoints
-from darnet_pl.export import main, read_onnx_metadata, read_torchscript_metadata
+from darnet_pl.inference.export import main, read_onnx_metadata, read_torchscript_metadata
+from darnet_pl.runs.checkpoints import CheckpointError, load_for_inference, resolve_checkpoints
 from tests.test_predict import make_checkpoint
 
 SIZE = (16, 32, 32)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from darnet_pl.data.datamodule import CTDataModule
-from darnet_pl.data.folder_source import FolderSource, SourceError
+from darnet_pl.data.sources.cached import FolderSource, SourceError
 from tests.ccii_tree import write_csv, write_scan
 from tests.dicom_series import save_ct_slice
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from darnet_pl.lit.module import DARNetModule
+from darnet_pl.training.module import DARNetModule
 
 
 def _module() -> DARNetModule:
@@ -40,8 +40,8 @@ def test_configure_optimizers_uses_the_partials() -> None:
 
 
 def test_out_of_memory_names_the_settings_that_would_fit(capsys: pytest.CaptureFixture[str]) -> None:
-    from darnet_pl.errors import OutOfMemoryAdvice, user_errors
-    from darnet_pl.train import advice_on_out_of_memory
+    from darnet_pl.training.run import advice_on_out_of_memory
+    from darnet_pl.utils.errors import OutOfMemoryAdvice, user_errors
     from tests.test_app import _compose
 
     cfg = _compose("+experiment=darnet", "trainer=gpu")

@@ -24,13 +24,13 @@ import pytorch_lightning as pl
 import torch
 from PIL import Image
 
-from darnet_pl.checkpoints import load_for_inference
 from darnet_pl.data.datamodule import CTDataModule
+from darnet_pl.data.sources.synthetic import SyntheticSource
 from darnet_pl.data.synthetic import render_scan, synthetic_cohort
-from darnet_pl.data.synthetic_source import SyntheticSource
 from darnet_pl.explain.nifti import diagonal_affine
-from darnet_pl.lit.module import DARNetModule
-from darnet_pl.predict import main
+from darnet_pl.inference.predict import main
+from darnet_pl.runs.checkpoints import load_for_inference
+from darnet_pl.training.module import DARNetModule
 from tests.dicom_series import save_ct_slice
 
 SIZE = (16, 32, 32)
@@ -277,7 +277,8 @@ def test_predict_from_a_real_training_run(scans, tmp_path):
     assert train.returncode == 0, train.stderr[-2000:]
     out = tmp_path / "pred"
     predict = subprocess.run(
-        [sys.executable, "-m", "darnet_pl.predict", "--ckpt", str(tmp_path / "logs"), "--cam", "--out", str(out),
+        [sys.executable, "-m", "darnet_pl.inference.predict", "--ckpt", str(tmp_path / "logs"), "--cam",
+         "--out", str(out),
          str(scans["nifti"]), str(scans["csv"])],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )  # fmt: skip

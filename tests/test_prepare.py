@@ -1,4 +1,4 @@
-"""`python -m darnet_pl.prepare` through the real entry point: dry run (tiny tree and the real CC-CCII metadata),
+"""`python -m darnet_pl.cli.prepare` through the real entry point: dry run (tiny tree and the real CC-CCII metadata),
 a real conversion, and the strict mode's exit code."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def run_prepare(*args: str, cwd: Path, timeout: int = 120) -> subprocess.Complet
         "PYTHONWARNINGS": "ignore",
     }
     return subprocess.run(
-        [sys.executable, "-m", "darnet_pl.prepare", *args],
+        [sys.executable, "-m", "darnet_pl.cli.prepare", *args],
         cwd=cwd,
         env=env,
         capture_output=True,

@@ -72,7 +72,7 @@ def reference_metrics(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]
 
 
 def write_job(path: Path, variant: str, fold: int, probs: np.ndarray | None, scans, extra=(), seed: int = 0) -> None:
-    """A job folder as darnet_pl.train leaves it (probs None: the job never finished)."""
+    """A job folder as darnet_pl.training.run leaves it (probs None: the job never finished)."""
     (path / ".hydra").mkdir(parents=True)
     (path / "config_resolved.yaml").write_text(
         f"fold: {fold}\nseed: 42\nmodel:\n  attention: {variant}\n  positive_class: NCP\n"

@@ -16,9 +16,9 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from darnet_pl.data.datamodule import CTDataModule
 from darnet_pl.data.sampling import ResumableSampler, item_seed
-from darnet_pl.data.synthetic_source import SyntheticSource
-from darnet_pl.lit.module import DARNetModule
-from darnet_pl.lit.preemption import CheckpointOnSigterm
+from darnet_pl.data.sources.synthetic import SyntheticSource
+from darnet_pl.training.module import DARNetModule
+from darnet_pl.training.preemption import CheckpointOnSigterm
 
 SIZE = (8, 32, 32)
 EPOCHS = 3

@@ -14,12 +14,12 @@ import pytest
 from PIL import Image
 
 from darnet_pl.data.preprocess import Preprocessing, sampling_plan
+from darnet_pl.data.readers.scans import ScanError, collecting_notes, load_volume, scan_kind
+from darnet_pl.data.readers import slices as slices_module
+from darnet_pl.data.readers.slices import list_slices, read_slice_folder, read_slice_folder_baseline
+from darnet_pl.data.readers.volumes import orient_dhw
 from darnet_pl.data.records import ScanRecord
-from darnet_pl.data.sources import ScanError, collecting_notes, load_volume, scan_kind
-from darnet_pl.data.sources import slices as slices_module
-from darnet_pl.data.sources.folder import read_scan_list
-from darnet_pl.data.sources.slices import list_slices, read_slice_folder, read_slice_folder_baseline
-from darnet_pl.data.sources.volumes import orient_dhw
+from darnet_pl.data.sources.scan_list import read_scan_list
 from tests.dicom_series import save_ct_slice
 
 # --------------------------------------------------------------------------------------------- helpers

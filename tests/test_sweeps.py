@@ -10,9 +10,9 @@ from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from darnet_pl.__main__ import CONFIG_DIR
-from darnet_pl.cli_args import RangeError, expand_inclusive_range, normalize_argv
-from darnet_pl.job_dirs import job_subdir
+from darnet_pl.cli.argv import RangeError, expand_inclusive_range, normalize_argv
+from darnet_pl.cli.train import CONFIG_DIR
+from darnet_pl.runs.naming import job_subdir
 from tests.test_app import run_cli
 
 

@@ -1,6 +1,6 @@
 """darnet-pl: DARNet for 3D chest CT (COVID-19 / common pneumonia / healthy)."""
 
-from darnet_pl.resolvers import register_resolvers
+from darnet_pl.config.resolvers import register_resolvers
 
 __version__ = "0.1.0"
 

@@ -1,4 +1,4 @@
-"""Bad data given to `python -m darnet_pl.prepare` (and to training), through the real entry point, from an empty
+"""Bad data given to `python -m darnet_pl.cli.prepare` (and to training), through the real entry point, from an empty
 folder: what the user sees (exit status, the one `error:` line, the warnings) and what was converted.
 
 A problem with the input as a whole (a scan list with no rows, a CSV that is not UTF-8, a tree with no scans) is
@@ -56,7 +56,7 @@ def run_module(module: str, *args: str, cwd: Path, timeout: int = 120) -> subpro
 
 
 def prepare(*args: str, cwd: Path, timeout: int = 120) -> subprocess.CompletedProcess[str]:
-    return run_module("darnet_pl.prepare", *args, *SMALL, cwd=cwd, timeout=timeout)
+    return run_module("darnet_pl.cli.prepare", *args, *SMALL, cwd=cwd, timeout=timeout)
 
 
 def prepare_ccii(root: Path, *args: str, cwd: Path, timeout: int = 120) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from darnet_pl.resolvers import packaged_file
+from darnet_pl.config.resolvers import packaged_file
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "ccii"
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from darnet_pl.cli_args import normalize_argv
-from darnet_pl.job_dirs import job_subdir
+from darnet_pl.cli.argv import normalize_argv
+from darnet_pl.runs.naming import job_subdir
 from tests.helpers import datasets
 from tests.helpers.readme import readme_commands
 from tests.helpers.sweeps import dry_run_jobs
@@ -173,7 +173,7 @@ def dry_run(launcher: str, devices: str | int | None = None, jobs: int = 20) -> 
             assert job.launcher == launcher
             if devices is not None:
                 assert job.trainer["devices"] == devices
-                assert job.trainer["strategy"]["_target_"] == "darnet_pl.ddp.HydraDDPStrategy"
+                assert job.trainer["strategy"]["_target_"] == "darnet_pl.distributed.ddp.HydraDDPStrategy"
 
     return check
 
@@ -322,13 +322,13 @@ CASES: dict[str, Callable[[User, str], None]] = {
     ),
     "make bench": make_target("-m darnet_pl.bench"),
     "export DARNET_CCII_ROOT=/data/CC-CCII": ccii_root_variable,
-    "python -m darnet_pl.prepare data=ccii +dry_run=true": table_one,
-    "python -m darnet_pl.prepare data=ccii": prepare,
+    "python -m darnet_pl.cli.prepare data=ccii +dry_run=true": table_one,
+    "python -m darnet_pl.cli.prepare data=ccii": prepare,
     "python -m darnet_pl +experiment=shortcut_control fold=0..4 -m": sweep(("dual",), 5),
-    "python -m darnet_pl.prepare data=ccii data.source.apply_cleaning=true data.source.exclude_segmented=true": (
+    "python -m darnet_pl.cli.prepare data=ccii data.source.apply_cleaning=true data.source.exclude_segmented=true": (
         prepare_cleaned
     ),
-    "python -m darnet_pl.prepare data=folder data.scan_list=/data/my_scans.csv +dry_run=true": prepare_dry_run,
+    "python -m darnet_pl.cli.prepare data=folder data.scan_list=/data/my_scans.csv +dry_run=true": prepare_dry_run,
     "python -m darnet_pl +experiment=darnet data=folder data.scan_list=/data/my_scans.csv": single_run(),
     "darnet-predict --ckpt outputs/darnet/runs/2026-01-01_10-00-00.000000 scan.nii.gz dicom/patient018/series2": (
         predict

@@ -20,9 +20,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
-from darnet_pl.__main__ import CONFIG_DIR
-from darnet_pl.cli_args import MULTIRUN_FLAGS, normalize_argv
-from darnet_pl.resolvers import register_resolvers
+from darnet_pl.cli.argv import MULTIRUN_FLAGS, normalize_argv
+from darnet_pl.cli.train import CONFIG_DIR
+from darnet_pl.config.resolvers import register_resolvers
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from darnet_pl.io import output_folder
+from darnet_pl.utils.io import output_folder
 from tests.helpers.faults import every_file, only_line, run_tool, tmpfs
 
-EXPORT = "darnet_pl.export"
+EXPORT = "darnet_pl.inference.export"
 
 
 def test_full_disk_is_one_line_not_an_abort_and_leaves_nothing(tiny_checkpoint, tmp_path, cwd):

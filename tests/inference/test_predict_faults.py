@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from darnet_pl.io import output_folder
+from darnet_pl.utils.io import output_folder
 from tests.helpers.faults import every_file, hidden, only_line, run_tool, tmpfs
 from tests.test_predict import SIZE, to_uint8, write_nifti
 
-PREDICT = "darnet_pl.predict"
+PREDICT = "darnet_pl.inference.predict"
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from darnet_pl.io import output_folder
+from darnet_pl.utils.io import output_folder
 from tests.helpers.faults import every_file, hidden, only_line, run_tool, tmpfs
 from tests.test_report import cohort, model_probs, write_job
 

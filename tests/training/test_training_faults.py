@@ -188,7 +188,7 @@ def test_the_shortcut_control_on_another_source_is_one_line(tmp_path: Path) -> N
     assert result.returncode == 2
     assert error_line(result) == (
         "error: data.source.exclude_segmented: CC-CCII's cleaning list applies to data=ccii only, not to "
-        "darnet_pl.data.synthetic_source.SyntheticSource"
+        "darnet_pl.data.sources.synthetic.SyntheticSource"
     )
 
 

@@ -27,7 +27,7 @@ from darnet_pl.data.splits import (
     write_split_manifest,
 )
 from darnet_pl.data.transforms import AugmentConfig, DeviceAugmentation, eval_transforms, train_transforms
-from darnet_pl.ddp import per_device
+from darnet_pl.distributed.ddp import per_device
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from darnet_pl.data.csv_tables import read_table
 from darnet_pl.data.records import ScanRecord
-from darnet_pl.io import atomic_path
+from darnet_pl.utils.io import atomic_path
 
 TEST_CHUNK = "test"
 MANIFEST_COLUMNS = ("class", "patient_id", "scan_id", "n_slice", "split")

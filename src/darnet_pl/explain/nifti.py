@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from darnet_pl.data.preprocess import Preprocessing
-from darnet_pl.data.sources import is_nifti
-from darnet_pl.data.sources.volumes import DISPLAY_AXES
-from darnet_pl.io import atomic_path
+from darnet_pl.data.readers.scans import is_nifti
+from darnet_pl.data.readers.volumes import DISPLAY_AXES
+from darnet_pl.utils.io import atomic_path
 
 
 def diagonal_affine(size: Sequence[int], spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> np.ndarray:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from darnet_pl.io import atomic_path
+from darnet_pl.utils.io import atomic_path
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -134,7 +134,7 @@ class DARNet(nn.Module):
         self.feature_channels = channels
         # recompute each residual block in the backward pass instead of storing its activations (less memory, ~30%
         # slower). Per block, not per stage: the first stage alone holds two thirds of the activations
-        # (darnet_pl.bench_memory). BatchNorm running statistics are then updated twice per step.
+        # (darnet_pl.bench.memory). BatchNorm running statistics are then updated twice per step.
         self.activation_checkpointing = False
         self._init_weights()
 

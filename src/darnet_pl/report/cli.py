@@ -21,13 +21,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from darnet_pl.console import EXIT_SIGINT, EXIT_USER_ERROR, OneLineParser
-from darnet_pl.errors import one_line
-from darnet_pl.io import StorageError, output_folder, publish_files
 from darnet_pl.report import plots
 from darnet_pl.report.collect import METRICS_FILE, Collection, Group, collect, is_job_dir, missing_jobs
 from darnet_pl.report.ensemble import Bootstrap, Ensemble, fold_ensemble, paper_metrics, patient_bootstrap
 from darnet_pl.report.tables import Row, blocks, method_name, summarise, to_csv, to_latex, to_markdown
+from darnet_pl.utils.console import EXIT_SIGINT, EXIT_USER_ERROR, OneLineParser
+from darnet_pl.utils.errors import one_line
+from darnet_pl.utils.io import StorageError, output_folder, publish_files
 
 REPORT_JSON = "report.json"
 TABLE_STEM = "table_iv"

@@ -1,6 +1,6 @@
 """Find the training jobs under a sweep (or one run) folder and read what each one wrote.
 
-A job folder is recognised by the files ``darnet_pl.train`` writes (``config_resolved.yaml``, ``test_metrics.json``)
+A job folder is recognised by the files training writes (``config_resolved.yaml``, ``test_metrics.json``)
 or by Hydra's ``.hydra/config.yaml``, at any depth, so a Hydra multirun (``<sweep>/<job.num>/``), a hand-made layout
 (``<sweep>/<variant>/fold<k>/``) and a single run folder are all read the same way. Jobs are grouped into table rows
 by their attention variant plus any other override that differs between jobs (everything but the fold), so a sweep

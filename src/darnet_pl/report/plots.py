@@ -18,8 +18,8 @@ from matplotlib.figure import Figure
 from sklearn.metrics import auc as area_under
 from sklearn.metrics import roc_curve
 
-from darnet_pl.io import atomic_path
 from darnet_pl.report.tables import CLASS_DISPLAY
+from darnet_pl.utils.io import atomic_path
 
 DPI = 150
 

@@ -1,241 +1,322 @@
-"""Finding CC-CCII scans on disk and checking them against the dataset's index.
+"""CC-CCII as a scan source: the downloaded slice folders, converted once into the volume cache.
 
-The download unpacks to ``<root>/<CLASS>/<archive-stem>/<patient_id>/<scan_id>/<slices>``, but people move
-folders around, so nothing here relies on the archive level: a scan is any folder holding slice images, its
-name is the scan id, its parent's name the patient id, and the class is the top-level folder it sits under.
+``prepare`` finds the scans (``discover_ccii``, checked against the dataset's index) and converts them;
+``records`` reads back what it left in the cache. The paper's protocol uses the scans as downloaded. He et al.'s
+cleaning list (``he2020_CT_cleaned_v2.csv``) can be applied on top:
 
-With the index (``unzip_filenames.csv``: ``zip_file,label,patient_id,scan_id,n_slice``, found at the root
-unless given), every scan must be listed with the same class and slice count, and every listed scan of the
-wanted classes must be on disk. Whatever does not fit becomes a ``ScanProblem`` and is left out of the
-records.
+- ``apply_cleaning``: re-order slices, drop repeated/noisy slice ranges and leave out scans marked ``discard``.
+  This changes the volumes, so cleaned volumes live in their own cache namespace, named after the list's
+  content hash (``ccii-cleaned-<hash>``): cleaned and raw volumes are never mixed.
+- ``exclude_segmented``: leave out the scans supplied already lung-segmented (``is_seg``), 606 of the 849
+  Normal patients among them. A 3D model can learn that preprocessing difference instead of the disease, so
+  results on raw CC-CCII deserve this control. It selects scans without changing any, so it shares the cache.
+
+Cleaning list semantics (the list has no reference implementation; this is how it is read here, and why):
+
+- slice positions are 0-based indices into the scan's slices in numeric order (the lists start at 0);
+  ``a-b`` is the inclusive range; ``repeat_ids`` separates items with ``;``, ``re_order`` with ``+``;
+- ``re_order`` lists the slices to keep, in their new order (slices it does not name are dropped; in the list
+  it names exactly the non-repeated slices for most scans); ``reverse`` reverses the whole scan;
+- ``repeat_ids`` slices are dropped, also where ``re_order`` names them; ``discard`` (in ``repeat_ids``)
+  leaves the scan out;
+- positions past the scan's last slice are ignored (the list overshoots "to the end" ranges and has a few
+  typos such as ``109120``); each cleaned scan's result is listed in ``selection_report.csv``.
 """
 
 from __future__ import annotations
 
-import logging
+import hashlib
 import os
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from darnet_pl.data.csv_tables import read_table
+from darnet_pl.data.preprocess import Preprocessing
+from darnet_pl.data.readers.scans import ScanError, ScanProblem
 from darnet_pl.data.records import DEFAULT_CLASS_NAMES, ScanRecord
-from darnet_pl.data.sources import ScanError, ScanProblem, is_ignored, is_slice_image
+from darnet_pl.data.sources.cached import CachedSource, Plan, SourceError, describe_preprocessing
+from darnet_pl.data.sources.ccii_index import INDEX_NAME, discover_ccii, read_ccii_index
 
-log = logging.getLogger(__name__)
+CLEANING_COLUMNS = ("cls", "pid", "scan_id", "is_seg", "is_repeat", "repeat_ids", "re_order")
+_ITEM = re.compile(r"(\d+)(?:-(\d+))?")
 
-INDEX_NAME = "unzip_filenames.csv"
-INDEX_COLUMNS = ("zip_file", "label", "patient_id", "scan_id", "n_slice")
-_SKIPPED_DIRS = frozenset({"__macosx"})
+
+class CleaningListError(ValueError):
+    """A cleaning list row that cannot be read: ``<file>:<line>: <what>``."""
 
 
 @dataclass(frozen=True)
-class IndexEntry:
-    """One row of the CC-CCII index."""
+class CleaningEntry:
+    """One row of the cleaning list, parsed."""
 
-    label: str
-    patient_id: str
-    scan_id: str
-    n_slice: int
-    zip_file: str
+    key: str
+    is_seg: bool
+    discard: bool
+    drop: frozenset[int]
+    order: tuple[int, ...] | None
+    reverse: bool
     line: int
 
     @property
-    def key(self) -> str:
-        return ScanRecord(self.label, self.patient_id, self.scan_id).key
+    def changes_slices(self) -> bool:
+        return not self.discard and (self.reverse or self.order is not None or bool(self.drop))
+
+    def positions(self, n_slices: int) -> tuple[tuple[int, ...], str]:
+        """The slice positions a scan of ``n_slices`` slices is built from, and a note of what changed."""
+        if self.reverse:
+            base: Sequence[int] = range(n_slices - 1, -1, -1)
+        elif self.order is not None:
+            base = self.order
+        else:
+            base = range(n_slices)
+        kept: list[int] = []
+        seen: set[int] = set()
+        for position in base:
+            if position < n_slices and position not in self.drop and position not in seen:
+                seen.add(position)
+                kept.append(position)
+        notes = []
+        if self.reverse:
+            notes.append("slices reversed")
+        elif self.order is not None and kept != sorted(kept):
+            notes.append("slices re-ordered")
+        if len(kept) < n_slices:
+            notes.append(f"{n_slices - len(kept)} of {n_slices} slices dropped")
+        beyond = sorted({p for p in (*(self.order or ()), *self.drop) if p >= n_slices})
+        if beyond:
+            notes.append(f"{len(beyond)} position(s) past the last slice ignored (e.g. {beyond[0]})")
+        return tuple(kept), "; ".join(notes) or "unchanged"
 
 
-@dataclass(frozen=True)
-class _Found:
-    class_name: str
-    patient_id: str
-    scan_id: str
-    folder: Path
-    n_images: int
+def parse_positions(text: str, separator: str, where: str) -> list[int]:
+    """``"0-3;7"`` -> ``[0, 1, 2, 3, 7]`` (inclusive ranges), refusing anything else with its location."""
+    positions: list[int] = []
+    for item in text.split(separator):
+        match = _ITEM.fullmatch(item.replace(" ", ""))
+        if not match:
+            raise CleaningListError(f"{where}: {item!r} is not a slice position or an a-b range")
+        first = int(match.group(1))
+        last = int(match.group(2)) if match.group(2) is not None else first
+        if last < first:
+            raise CleaningListError(f"{where}: range {item!r} runs backwards")
+        positions.extend(range(first, last + 1))
+    return positions
 
-    @property
-    def key(self) -> str:
-        return ScanRecord(self.class_name, self.patient_id, self.scan_id).key
 
+def read_cleaning_list(path: str | os.PathLike[str]) -> dict[str, CleaningEntry]:
+    """Entries of a He et al. cleaning list (``cls,pid,scan_id,is_seg,is_repeat,repeat_ids,re_order``), by key.
 
-def read_ccii_index(
-    path: str | os.PathLike[str],
-) -> tuple[dict[tuple[str, str], IndexEntry], list[ScanProblem]]:
-    """Index entries keyed by (patient_id, scan_id); malformed or repeated rows come back as problems."""
+    ``is_repeat`` is informational (``repeat_ids`` says what to drop) and is not checked.
+    """
     path = Path(path)
     if not path.is_file():
-        raise ScanError(path, "CC-CCII index not found")
-    entries: dict[tuple[str, str], IndexEntry] = {}
-    problems: list[ScanProblem] = []
-    _, rows = read_table(path, INDEX_COLUMNS, ",".join(INDEX_COLUMNS), error=ScanError)
+        raise FileNotFoundError(f"{path}: cleaning list not found")
+    entries: dict[str, CleaningEntry] = {}
+    _, rows = read_table(path, CLEANING_COLUMNS, ",".join(CLEANING_COLUMNS), error=_cleaning_error)
     for line, row in rows:
-        label, patient, scan = row["label"], row["patient_id"], row["scan_id"]
         where = f"{path}:{line}"
-        key = ScanRecord(label, patient, scan).key
-        try:
-            n_slice = int(row["n_slice"])
-        except ValueError:
-            problems.append(ScanProblem(key, where, f"index row has no valid n_slice ({row['n_slice']!r})"))
-            continue
-        if (patient, scan) in entries:
-            first = entries[(patient, scan)]
-            problems.append(
-                ScanProblem(key, where, f"index lists patient {patient} scan {scan} twice (line {first.line})")
-            )
-            continue
-        entries[(patient, scan)] = IndexEntry(label, patient, scan, n_slice, row["zip_file"], line)
-    return entries, problems
+        if row["is_seg"] not in ("0", "1"):
+            raise CleaningListError(f"{where}: is_seg must be 0 or 1, got {row['is_seg']!r}")
+        key = ScanRecord(row["cls"], row["pid"], row["scan_id"]).key
+        if key in entries:
+            raise CleaningListError(f"{where}: scan {key} listed twice (line {entries[key].line})")
+        repeat, order = row["repeat_ids"], row["re_order"]
+        discard = repeat.lower() == "discard"
+        reverse = order.lower() == "reverse"
+        entries[key] = CleaningEntry(
+            key=key,
+            is_seg=row["is_seg"] == "1",
+            discard=discard,
+            drop=frozenset(parse_positions(repeat, ";", where) if repeat and not discard else ()),
+            order=tuple(parse_positions(order, "+", where)) if order and not reverse else None,
+            reverse=reverse,
+            line=line,
+        )
+    return entries
 
 
-def discover_ccii(
-    root: str | os.PathLike[str],
-    index_csv: str | os.PathLike[str] | None = None,
-    *,
-    use_index: bool = True,
-    class_names: Sequence[str] = DEFAULT_CLASS_NAMES,
-) -> tuple[list[ScanRecord], list[ScanProblem]]:
-    """Scan records under ``root`` (one per slice folder) and the problems found on the way.
+def _cleaning_error(where: str, cause: str) -> CleaningListError:
+    return CleaningListError(f"{where}: {cause}")
 
-    ``index_csv`` defaults to ``root/unzip_filenames.csv`` when that exists (``use_index=False`` ignores it).
-    Records carry the index's ``n_slices``; they are ordered by class, patient and scan (numerically). Only
-    the ``class_names`` folders are searched, and index rows of other classes are not expected on disk.
+
+class CCIISource(CachedSource):
+    """CC-CCII slice folders under ``root`` (``<CLASS>/[<archive>/]<patient_id>/<scan_id>/<n>.png``).
+
+    ``index_csv`` defaults to ``<root>/unzip_filenames.csv`` when present. ``cleaning_csv`` is He et al.'s list,
+    needed by ``apply_cleaning`` and ``exclude_segmented`` (both off: the paper's protocol).
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise ScanError(root, "CC-CCII root folder not found")
-    class_dirs = [(name, root / name) for name in class_names if (root / name).is_dir()]
-    if not class_dirs:
-        raise ScanError(root, f"no class folder ({', '.join(class_names)}) in the CC-CCII root")
-    if index_csv is None and use_index and (root / INDEX_NAME).is_file():
-        index_csv = root / INDEX_NAME
-    found: dict[str, _Found] = {}
-    problems: list[ScanProblem] = []
-    for class_name, class_dir in class_dirs:
-        for scan in _walk_class(class_name, class_dir, problems):
-            if scan.key in found:
-                first = found[scan.key].folder
-                problems.append(ScanProblem(scan.key, str(scan.folder), f"duplicate of scan folder {first}; left out"))
+
+    name = "ccii"
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        cache_dir: str | os.PathLike[str],
+        preprocessing: Mapping[str, Any] | Preprocessing | None = None,
+        index_csv: str | os.PathLike[str] | None = None,
+        workers: int = -1,
+        strict: bool = False,
+        cleaning_csv: str | os.PathLike[str] | None = None,
+        exclude_segmented: bool = False,
+        apply_cleaning: bool = False,
+        class_names: Sequence[str] = DEFAULT_CLASS_NAMES,
+        progress: bool = True,
+    ) -> None:
+        super().__init__(cache_dir, preprocessing, workers, strict, progress)
+        self.root = Path(root).expanduser()
+        self.index_csv = Path(index_csv).expanduser() if index_csv else None
+        self.cleaning_csv = Path(cleaning_csv).expanduser() if cleaning_csv else None
+        self.exclude_segmented = bool(exclude_segmented)
+        self.apply_cleaning = bool(apply_cleaning)
+        self.class_names = tuple(class_names)
+        if (self.apply_cleaning or self.exclude_segmented) and self.cleaning_csv is None:
+            raise SourceError(
+                "data.source.apply_cleaning / exclude_segmented need data.source.cleaning_csv="
+                "<path to he2020_CT_cleaned_v2.csv>"
+            )
+        self.cleaning_digest = _digest(self.cleaning_csv) if self.cleaning_csv else None
+        self._cleaning: dict[str, CleaningEntry] | None = None
+
+    # ------------------------------------------------------------------ cleaning
+
+    @property
+    def cleaning(self) -> dict[str, CleaningEntry]:
+        """The parsed cleaning list (empty without one), read once."""
+        if self._cleaning is None:
+            self._cleaning = read_cleaning_list(self.cleaning_csv) if self.cleaning_csv else {}
+        return self._cleaning
+
+    def namespace(self) -> str:
+        """``ccii`` for the volumes as downloaded, ``ccii-cleaned-<list hash>`` for cleaned ones."""
+        return f"ccii-cleaned-{self.cleaning_digest}" if self.apply_cleaning else "ccii"
+
+    def select(self, records: Sequence[ScanRecord]) -> tuple[list[ScanRecord], dict[str, str]]:
+        """Leave out discarded scans (``apply_cleaning``) and pre-segmented ones (``exclude_segmented``)."""
+        if not (self.apply_cleaning or self.exclude_segmented):
+            return list(records), {}
+        kept, excluded = [], {}
+        for record in records:
+            entry = self.cleaning.get(record.key)
+            if entry is not None and self.apply_cleaning and entry.discard:
+                excluded[record.key] = f"marked discard in {self.cleaning_csv.name}"
+            elif entry is not None and self.exclude_segmented and entry.is_seg:
+                excluded[record.key] = f"supplied lung-segmented (is_seg in {self.cleaning_csv.name})"
             else:
-                found[scan.key] = scan
-    if index_csv is None or not use_index:
-        records = [_record(scan, None) for scan in found.values()]
-    else:
-        records = _match_index(Path(index_csv), root, found, class_names, problems)
-    order = {name: i for i, name in enumerate(class_names)}
-    records.sort(key=lambda r: (order[r.class_name], _natural(r.patient_id), _natural(r.scan_id)))
-    return records, problems
+                kept.append(record)
+        return kept, excluded
 
+    # ------------------------------------------------------------------ planning
 
-def _walk_class(class_name: str, class_dir: Path, problems: list[ScanProblem]) -> list[_Found]:
-    """Every folder under ``class_dir`` that holds slice images; empty leaf folders are problems."""
-    scans: list[_Found] = []
-    for folder, dirnames, filenames in walk_once(class_dir, problems):
-        dirnames[:] = sorted(d for d in dirnames if not is_ignored(d) and d.lower() not in _SKIPPED_DIRS)
-        depth = len(folder.relative_to(class_dir).parts)
-        n_images = sum(1 for name in filenames if is_slice_image(name))
-        key = ScanRecord(class_name, folder.parent.name, folder.name).key if depth >= 2 else ""
-        if n_images and depth < 2:
-            problems.append(
-                ScanProblem(
-                    key,
-                    str(folder),
-                    f"slice images directly in {folder.name}/: expected {class_name}/"
-                    "[<archive>/]<patient_id>/<scan_id>/<slices>; left out",
-                )
+    def check_root(self) -> None:
+        if not self.root.is_dir():
+            raise FileNotFoundError(
+                f"{self.root}: CC-CCII data root not found (set data.root=<folder holding CP/, NCP/, Normal/>)"
             )
-        elif n_images:
-            scans.append(_Found(class_name, folder.parent.name, folder.name, folder, n_images))
-        elif not dirnames and depth >= 1:
-            others = [name for name in filenames if not is_ignored(name)]
-            detail = f" ({len(others)} other file(s), e.g. {others[0]})" if others else ""
-            problems.append(ScanProblem(key, str(folder), f"empty scan folder: no slice images{detail}"))
-    return scans
 
+    def index_path(self) -> Path | None:
+        if self.index_csv is not None:
+            return self.index_csv
+        default = self.root / INDEX_NAME
+        return default if default.is_file() else None
 
-def walk_once(top: Path, problems: list[ScanProblem]) -> Iterator[tuple[Path, list[str], list[str]]]:
-    """``os.walk(top, followlinks=True)`` that enters every real folder once, top-down.
-
-    Following links matters (datasets are often assembled from symlinked folders), but ``os.walk`` follows a
-    link back to an ancestor again and again: two sibling links to ``.`` make the walk exponential, and it
-    never ends. Here a folder already entered (the same device and inode) is skipped with a warning; so is one
-    that cannot be listed (instead of ``os.walk``'s silent skip), which is also recorded as a problem.
-    ``dirnames`` may be pruned in place, as with ``os.walk``.
-    """
-    entered: dict[tuple[int, int], Path] = {}
-    pending = [top]
-    while pending:
-        folder = pending.pop()
+    def plan(self, dry_run: bool = False, listed: Sequence[ScanRecord] | None = None) -> Plan:
+        """Discover the scans (with ``dry_run``: list them from the index alone; or take ``listed``, e.g. a split
+        manifest's records), then apply the cleaning list's selection and slice positions."""
+        self.check_root()
         try:
-            status = folder.stat()
-            entries = list(os.scandir(folder))
-        except OSError as exc:
-            cause = f"cannot list the folder ({exc.strerror or exc}); left out"
-            log.warning("%s: %s", folder, cause)
-            problems.append(ScanProblem("", str(folder), cause))
-            continue
-        identity = (status.st_dev, status.st_ino)
-        if identity in entered:
-            log.warning("%s: %s; not followed", folder, _revisit(folder, entered[identity]))
-            continue
-        entered[identity] = folder
-        dirnames = [entry.name for entry in entries if _is_dir(entry)]
-        filenames = [entry.name for entry in entries if not _is_dir(entry)]
-        yield folder, dirnames, filenames
-        pending.extend(folder / name for name in reversed(dirnames))
+            if listed is not None:
+                records, problems = list(listed), []
+            else:
+                records, problems = self._index_records() if dry_run else self._discover()
+        except ScanError as error:
+            raise SourceError(str(error)) from None
+        if not records and listed is None:
+            raise SourceError(self._no_scans(problems, dry_run))
+        kept, excluded = self.select(records)
+        plan = Plan(kept, problems, excluded)
+        if self.apply_cleaning:
+            self._plan_cleaning(plan, count_slices=not dry_run)
+        return plan
 
+    def _no_scans(self, problems: Sequence[ScanProblem], dry_run: bool) -> str:
+        """Why there is nothing to prepare: an empty tree (or index) would otherwise "succeed" with 0 scans."""
+        where = self.index_path() if dry_run else self.root
+        found = "in the index" if dry_run else "under the class folders"
+        text = f"{where}: no usable scan {found} (expected <CLASS>/[<archive>/]<patient_id>/<scan_id>/<n>.png)"
+        if problems:
+            text += f"; {len(problems)} problem(s), e.g. {problems[0].path}: {problems[0].cause}"
+        return text
 
-def _is_dir(entry: os.DirEntry) -> bool:
-    try:
-        return entry.is_dir()  # follows links; a broken link is not a folder
-    except OSError:
-        return False
+    def _discover(self) -> tuple[list[ScanRecord], list[ScanProblem]]:
+        return discover_ccii(self.root, self.index_csv, class_names=self.class_names)
 
-
-def _revisit(folder: Path, first: Path) -> str:
-    """Why a folder is not walked again: a link back up the tree (a loop) or a second way to one folder."""
-    if folder.is_relative_to(first):
-        return f"symlink loop (the same folder as {first}, above it)"
-    return f"the same folder as {first} (reached through a symlink), already searched"
-
-
-def _match_index(
-    index_csv: Path,
-    root: Path,
-    found: dict[str, _Found],
-    class_names: Sequence[str],
-    problems: list[ScanProblem],
-) -> list[ScanRecord]:
-    entries, index_problems = read_ccii_index(index_csv)
-    problems.extend(index_problems)
-    matched: set[tuple[str, str]] = set()
-    records = []
-    for scan in found.values():
-        entry = entries.get((scan.patient_id, scan.scan_id))
-        if entry is None:
-            problems.append(ScanProblem(scan.key, str(scan.folder), f"not listed in the index {index_csv}; left out"))
-            continue
-        matched.add((scan.patient_id, scan.scan_id))
-        if entry.label != scan.class_name:
-            cause = f"found under {scan.class_name}/ but the index labels it {entry.label}"
-            problems.append(ScanProblem(scan.key, str(scan.folder), cause))
-        elif entry.n_slice != scan.n_images:
-            cause = f"slice count mismatch: the index says {entry.n_slice}, the folder has {scan.n_images}"
-            problems.append(ScanProblem(scan.key, str(scan.folder), cause))
-        else:
-            records.append(_record(scan, entry.n_slice))
-    for ident, entry in entries.items():
-        if ident not in matched and entry.label in class_names:
-            cause = (
-                f"listed in the index ({entry.zip_file}) but no folder {entry.patient_id}/{entry.scan_id} "
-                f"was found under {root / entry.label}"
+    def _index_records(self) -> tuple[list[ScanRecord], list[ScanProblem]]:
+        index = self.index_path()
+        if index is None:
+            raise FileNotFoundError(
+                f"{self.root}: no {INDEX_NAME} here; a dry run lists the scans from the index "
+                "(data.source.index_csv=<path>)"
             )
-            problems.append(ScanProblem(entry.key, str(root / entry.label), cause))
-    return records
+        entries, problems = read_ccii_index(index)
+        records = [
+            ScanRecord(e.label, e.patient_id, e.scan_id, n_slices=e.n_slice)
+            for e in entries.values()
+            if e.label in self.class_names
+        ]
+        return records, problems
+
+    def _plan_cleaning(self, plan: Plan, count_slices: bool) -> None:
+        """Slice positions and notes for every kept scan the list changes; uncountable scans become problems."""
+        from darnet_pl.data.readers.slices import list_slices
+
+        kept = []
+        for record in plan.records:
+            entry = self.cleaning.get(record.key)
+            if entry is None or not entry.changes_slices:
+                kept.append(record)
+                continue
+            n_slices = record.n_slices
+            if n_slices is None and count_slices:  # no index: count the folder (never convert it uncleaned)
+                try:
+                    n_slices = len(list_slices(record.path or ""))
+                except ScanError as error:
+                    plan.problems.append(ScanProblem.from_error(record.key, error))
+                    continue
+            if n_slices is None:
+                plan.notes[record.key] = "to be cleaned (slice count not listed)"
+                kept.append(record)
+                continue
+            positions, note = entry.positions(n_slices)
+            if len(positions) < 2:  # e.g. repeat_ids covering the whole scan: nothing left to learn from
+                plan.excluded[record.key] = f"fewer than 2 slices left by {self.cleaning_csv.name}"
+                continue
+            kept.append(record)
+            plan.positions[record.key], plan.notes[record.key] = positions, note
+        plan.records = kept
+
+    # ------------------------------------------------------------------ description
+
+    def describe(self) -> dict:
+        return {
+            "source": self.name,
+            "root": str(self.root),
+            "index_csv": str(self.index_csv) if self.index_csv else None,
+            "preprocessing": describe_preprocessing(self.prep),
+            "preprocessing_version": self.prep.to_dict()["version"],
+            "cache_dir": str(self.cache_dir),
+            "cache_key": self.cache_key,
+            "cleaning_csv": str(self.cleaning_csv) if self.cleaning_csv else None,
+            "cleaning_digest": self.cleaning_digest,
+            "apply_cleaning": self.apply_cleaning,
+            "exclude_segmented": self.exclude_segmented,
+            "class_names": list(self.class_names),
+        }
 
 
-def _record(scan: _Found, n_slices: int | None) -> ScanRecord:
-    return ScanRecord(scan.class_name, scan.patient_id, scan.scan_id, path=str(scan.folder), n_slices=n_slices)
-
-
-def _natural(text: str) -> tuple[int, int, str]:
-    return (0, int(text), "") if text.isdecimal() else (1, 0, text)
+def _digest(path: Path) -> str:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: cleaning list not found")
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:10]

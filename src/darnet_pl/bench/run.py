@@ -1,0 +1,92 @@
+"""All benchmarks in one JSON object: ``make bench`` / ``python -m darnet_pl.bench [--quick]``.
+
+- ``model``: DARNet training and inference throughput and peak memory per speed option (``bench_model``; every
+  variant in its own subprocess), at the paper's input size, or small with ``--quick``.
+- ``ingest``: the fast slice-folder ingest against the baseline reader (``bench_ingest``).
+- ``memory``: the training memory of the paper's batch of 8 (model state + saved activations), fp32 and bf16,
+  with and without activation checkpointing (``bench_memory``).
+- ``loader``: training-loader volumes per second per core, with augmentation in the loader or on the device
+  (``bench_loader``), and how many loader cores the model's training speed on this device needs.
+
+Top-level ``train_speedup`` (default training configuration of this device over the fp32 eager baseline) and
+``ingest_speedup`` repeat the headline numbers. ``--quick`` (~1 minute) checks that everything runs; its numbers
+are not the paper-size ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from darnet_pl.bench.ingest import run_ingest_benchmark
+from darnet_pl.bench.loader import run_loader_benchmark
+from darnet_pl.bench.memory import run_memory_benchmark
+from darnet_pl.bench.model import run_model_benchmark
+
+QUICK_MODEL = {
+    "size": (8, 32, 32),
+    "width": 8,
+    "batch": 2,
+    "repeats": 2,
+    "variants": ["fp32", "bf16", "bf16_channels_last", "checkpointing", "default"],
+}
+FULL_MODEL = {"size": (64, 224, 224), "width": 64, "batch": 1, "repeats": 3}
+QUICK_INGEST = {"slice_counts": (12, 20), "repeats": 1, "slice_size": 128}
+QUICK_LOADER = {"size": (8, 32, 32), "n_volumes": 2, "n_items": 4, "repeats": 1}
+QUICK_MEMORY = {"size": (8, 32, 32), "width": 4}
+
+
+def _progress(line: str) -> None:
+    print(f"[bench model] {line}", file=sys.stderr, flush=True)
+
+
+def run_benchmarks(quick: bool = False, model_variants: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the model and ingest benchmarks and gather them with the headline speedups."""
+    from darnet_pl.data.preprocess import Preprocessing
+
+    started = time.perf_counter()
+    model_kwargs: dict[str, Any] = dict(QUICK_MODEL if quick else FULL_MODEL)
+    if model_variants:
+        model_kwargs["variants"] = list(model_variants)
+    model = run_model_benchmark(**model_kwargs, progress=_progress)
+    print("[bench ingest] running", file=sys.stderr, flush=True)
+    if quick:
+        ingest = run_ingest_benchmark(**QUICK_INGEST, prep=Preprocessing(size=(8, 32, 32)))
+    else:
+        ingest = run_ingest_benchmark()
+    print("[bench loader] running", file=sys.stderr, flush=True)
+    loader = run_loader_benchmark(**(QUICK_LOADER if quick else {}))
+    default = model["variants"].get(model["default"]["variant"], {})
+    train_rate = default.get("train", {}).get("volumes_per_s")
+    if train_rate and not quick:  # quick sizes differ between the model and the loader benchmark
+        loader["model_train_volumes_per_s"] = train_rate
+        loader["cores_to_feed_training"] = float(f"{train_rate / loader['cpu_augmentation_volumes_per_s']:.3g}")
+    print("[bench memory] running", file=sys.stderr, flush=True)
+    memory = run_memory_benchmark(**(QUICK_MEMORY if quick else {}))
+    return {
+        "quick": quick,
+        "train_speedup": model["train_speedup"],
+        "ingest_speedup": ingest["ingest_speedup"],
+        "loader_volumes_per_s_per_core": loader["cpu_augmentation_volumes_per_s"],
+        "model": model,
+        "ingest": ingest,
+        "loader": loader,
+        "memory": memory,
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: about a minute, checks that all runs")
+    parser.add_argument("--variants", nargs="+", default=None, help="model variants (default: all)")
+    args = parser.parse_args(argv)
+    print(json.dumps(run_benchmarks(args.quick, args.variants), indent=2))
+
+
+if __name__ == "__main__":
+    main()

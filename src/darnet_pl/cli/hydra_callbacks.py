@@ -1,0 +1,100 @@
+"""Hydra callbacks: check the output folder before anything runs; after a multirun, write the sweep's report."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+
+# Run folders this process asked Hydra to create (they did not exist before): only those may be removed again
+# when the run stops at once on a user error (a folder given with hydra.run.dir=... to resume is never removed).
+# Maps each such folder to the nearest folder above it that already existed: empty folders in between go too.
+created_run_dirs: dict[Path, Path] = {}
+
+
+class CheckOutputFolder(Callback):
+    """An output folder that cannot be written stops the app with one line and exit code 2, before any job.
+
+    Without it, Hydra fails while creating the job folder, with a traceback that does not say what to change.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # the run folder itself is made by Hydra right after; its parent is what must be writable
+        run_dir = Path(str(config.hydra.run.dir)).resolve()
+        if not run_dir.exists():
+            created_run_dirs[run_dir] = nearest_existing(run_dir)
+        self._check(run_dir.parent)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config.hydra.sweep.dir)
+
+    @staticmethod
+    def _check(folder: str | Path) -> None:
+        from darnet_pl.utils.errors import EXIT_USER_ERROR
+        from darnet_pl.utils.io import StorageError
+
+        try:
+            probe_writable(Path(folder))
+        except StorageError as error:
+            print(f"error: {error}; choose another with paths.log_dir=<folder>", file=sys.stderr)
+            raise SystemExit(EXIT_USER_ERROR) from None
+
+
+def nearest_existing(folder: Path) -> Path:
+    """``folder`` itself if it exists, else the nearest folder above it that does (where it would be created)."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def probe_writable(folder: Path) -> None:
+    """Raise StorageError unless files can be created in ``folder`` or, where it does not exist yet, in the
+    nearest folder above it (which is where Hydra will create it). Creates nothing that stays behind."""
+    from darnet_pl.utils.io import storage_error
+
+    existing = nearest_existing(folder)
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        handle, probe = tempfile.mkstemp(prefix=".write-probe.", dir=existing)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise storage_error(folder, error, "into this output folder") from None
+
+
+class ReportOnMultirunEnd(Callback):
+    """Runs ``darnet-report <sweep dir>`` once every job of a sweep has finished."""
+
+    def __init__(self, bootstrap: int = 1000) -> None:
+        self.bootstrap = bootstrap
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from darnet_pl.report import NothingToReport, write_report
+        from darnet_pl.runs.job_guard import failed_jobs
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            result = write_report(sweep_dir, n_bootstrap=self.bootstrap)
+        except NothingToReport:
+            log.warning("no job of %s finished: no report written", sweep_dir)
+        except (ValueError, OSError) as error:
+            log.error("the sweep report could not be written: %s", str(error).strip().splitlines()[0])
+        else:
+            log.info("sweep report: %s\n%s", result.out_dir, result.summary)
+        failed = failed_jobs(sweep_dir)
+        if failed:
+            lines = [f"error: {len(failed)} job(s) of {sweep_dir} failed:"]
+            lines += [f"  {job.relative_to(sweep_dir)}: {reason}" for job, reason in failed]
+            print("\n".join(lines), file=sys.stderr)
+            raise SystemExit(1)

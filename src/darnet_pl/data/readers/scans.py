@@ -1,0 +1,158 @@
+"""Scan readers: every source turns one ``ScanRecord`` into a uint8 (D, H, W) volume, or a ``ScanError``.
+
+- ``slices``: a folder of numbered 8-bit slice images (CC-CCII, or the user's own);
+- ``volumes``: a NIfTI file or a DICOM series folder in Hounsfield units, windowed to 8 bits;
+- ``ccii``: finds CC-CCII scans on disk and checks them against the dataset's index;
+- ``folder``: the user's own list of scans (a CSV).
+
+``load_volume`` picks the reader from the path. The readers are imported on first use, so that listing scans
+does not pay for nibabel, pydicom or torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from contextvars import ContextVar
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from darnet_pl.data.preprocess import Preprocessing
+from darnet_pl.data.records import ScanRecord
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+"""Slice image types, matched case-insensitively."""
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini", "dicomdir"})
+"""Files that sit in scan folders without being slices (besides hidden ``.*`` files, always skipped)."""
+
+
+class ScanError(Exception):
+    """A scan that cannot be read as given; the message is one line: ``<path>: <cause>``."""
+
+    def __init__(self, path: str | os.PathLike[str], cause: str) -> None:
+        self.path = str(path)
+        self.cause = " ".join(str(cause).split())
+        super().__init__(f"{self.path}: {self.cause}")
+
+
+class ScanProblem(NamedTuple):
+    """One scan (or index entry) left out, and why: what ingest reports instead of dropping it silently."""
+
+    key: str
+    path: str
+    cause: str
+
+    @classmethod
+    def from_error(cls, key: str, error: ScanError) -> ScanProblem:
+        return cls(key, error.path, error.cause)
+
+
+class ScanNote(NamedTuple):
+    """Something worth knowing about a scan that was converted anyway (a skipped stray file, a gap)."""
+
+    key: str
+    path: str
+    note: str
+
+
+_notes: ContextVar[list[tuple[str, str]] | None] = ContextVar("scan_notes", default=None)
+
+
+def note(path: str | os.PathLike[str], text: str) -> None:
+    """Report something odd about a scan that is still read; the ingest lists it (or, outside one, a warning).
+
+    Readers return only a volume, so the notes travel beside it: ``collecting_notes`` gathers them for the scan
+    being converted, in whatever process converts it, and the ingest report carries them back.
+    """
+    collector = _notes.get()
+    if collector is None:
+        log.warning("%s: %s", path, text)
+    else:
+        collector.append((str(path), " ".join(text.split())))
+
+
+@contextlib.contextmanager
+def collecting_notes() -> Iterator[list[tuple[str, str]]]:
+    """The ``(path, note)`` pairs that ``note`` is given inside the block."""
+    collected: list[tuple[str, str]] = []
+    token = _notes.set(collected)
+    try:
+        yield collected
+    finally:
+        _notes.reset(token)
+
+
+def is_ignored(name: str) -> bool:
+    """Hidden files (``.DS_Store``, macOS ``._1.png`` forks) and OS clutter are not slices."""
+    return name.startswith(".") or name.lower() in IGNORED_NAMES
+
+
+def is_slice_image(name: str) -> bool:
+    return not is_ignored(name) and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def is_nifti(name: str) -> bool:
+    return name.lower().endswith(NIFTI_SUFFIXES)
+
+
+def scan_kind(path: str | os.PathLike[str]) -> str:
+    """``"slices"``, ``"dicom"`` or ``"nifti"``: the reader a path needs (``ScanError`` if none fits)."""
+    path = Path(path)
+    if path.is_file():
+        if is_nifti(path.name):
+            return "nifti"
+        raise ScanError(
+            path,
+            "unsupported file type: a scan is a .nii/.nii.gz file, a DICOM series or a slice-image folder",
+        )
+    if not path.is_dir():
+        raise ScanError(path, "not found")
+    entries = [entry for entry in os.scandir(path) if not is_ignored(entry.name)]
+    names = [entry.name for entry in entries if entry.is_file()]
+    if any(is_slice_image(name) for name in names):
+        return "slices"
+    if names:
+        return "dicom"
+    folders = sorted(entry.name for entry in entries if entry.is_dir())
+    hint = f" (it has subfolders {', '.join(folders[:3])}: give one scan's folder)" if folders else ""
+    raise ScanError(path, f"empty scan folder: no slice images or DICOM files{hint}")
+
+
+def load_volume(record: ScanRecord, prep: Preprocessing) -> np.ndarray:
+    """Read, check and preprocess one scan into a uint8 (D, H, W) volume of ``prep.size``.
+
+    ``record.n_slices``, when set (CC-CCII's index), must match the number of slices found.
+    """
+    if record.path is None:
+        raise ScanError(record.key, "the record has no path to read")
+    kind = scan_kind(record.path)
+    if kind == "slices":
+        from darnet_pl.data.readers.slices import read_slice_folder
+
+        return read_slice_folder(record.path, prep, expected_slices=record.n_slices)
+    from darnet_pl.data.readers.volumes import read_dicom_series, read_nifti
+
+    reader = read_nifti if kind == "nifti" else read_dicom_series
+    return reader(record.path, prep, expected_slices=record.n_slices)
+
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ScanError",
+    "ScanNote",
+    "ScanProblem",
+    "collecting_notes",
+    "is_slice_image",
+    "load_volume",
+    "note",
+    "scan_kind",
+]

@@ -1,0 +1,78 @@
+"""What a sweep job leaves in its folder besides results: a lock while it runs, a record when it fails.
+
+- Lock: two copies of the same sweep (typed twice, or a re-submitted cluster array) would both train every job and
+  append to the same CSV. Each job holds an exclusive ``flock`` on ``<job>/.job.lock`` while it runs; a second copy
+  finds it held and skips the job, saying so. The kernel drops the lock when the process dies, even by ``kill -9``,
+  so a crashed job never blocks its re-run.
+- Failure record: a failed job writes ``<job>/failed.json`` (the one-line reason), so the end-of-sweep report and a
+  user reading the folder see which jobs failed and why, whichever launcher ran them; a successful re-run removes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from darnet_pl.utils.io import write_json_atomic
+
+LOCK_FILE = ".job.lock"
+FAILED_FILE = "failed.json"
+
+
+class JobBusy(RuntimeError):
+    """Another process is running this job right now."""
+
+
+def is_rank_zero() -> bool:
+    """False in the extra processes of a DDP job, which run the same job folder as rank 0 and must not lock it."""
+    return all(os.environ.get(name, "0") == "0" for name in ("LOCAL_RANK", "NODE_RANK", "RANK"))
+
+
+@contextlib.contextmanager
+def job_lock(folder: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold ``<folder>/.job.lock`` exclusively for the duration; ``JobBusy`` if another process holds it."""
+    if not is_rank_zero():
+        yield
+        return
+    path = Path(folder) / LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            raise JobBusy(f"{folder}: this job is running in {owner}; skipped here") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+def record_failure(folder: str | os.PathLike[str], message: str, traceback: str | None = None) -> None:
+    """``failed.json``: the one-line reason, and the traceback where the cause is a bug rather than the input."""
+    write_json_atomic(Path(folder) / FAILED_FILE, {"error": message, "traceback": traceback})
+
+
+def clear_failure(folder: str | os.PathLike[str]) -> None:
+    (Path(folder) / FAILED_FILE).unlink(missing_ok=True)
+
+
+def failed_jobs(sweep_dir: str | os.PathLike[str]) -> list[tuple[Path, str]]:
+    """(job folder, reason) of every job below ``sweep_dir`` whose last attempt failed."""
+    found = []
+    for record in sorted(Path(sweep_dir).rglob(FAILED_FILE)):
+        try:
+            reason = str(json.loads(record.read_text(encoding="utf-8")).get("error", "failed"))
+        except (OSError, ValueError, AttributeError):
+            reason = "failed"
+        found.append((record.parent, reason))
+    return found

@@ -1,0 +1,220 @@
+"""Fit, pick the best-on-validation checkpoint, test it, and write the run's results.
+
+Everything configurable is instantiated here, at the edge, from the Hydra config; the pieces get plain objects.
+Files written into the run directory (each atomically): ``config_resolved.yaml``, ``checkpoints/``,
+``test_metrics.json`` (flat JSON of test metrics), ``predictions.csv`` (per-scan probabilities),
+``split_manifest.csv`` (the split actually used).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import logging
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import LearningRateMonitor
+from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from darnet_pl.distributed.ddp import single_device_trainer
+from darnet_pl.training.memory_advice import out_of_memory_advice
+from darnet_pl.training.wandb_results import finish_wandb_runs, log_test_plots
+from darnet_pl.utils.io import atomic_path, write_json_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "test_metrics.json"
+PREDICTIONS_FILE = "predictions.csv"
+
+
+def git_commit() -> str | None:
+    """The commit of the code that ran, for the record (None outside a git checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def build_callbacks(cfg: DictConfig, with_loggers: bool) -> list[pl.Callback]:
+    """Callbacks from the config; the learning-rate monitor only where there is a logger to write to."""
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    return [c for c in callbacks if with_loggers or not isinstance(c, LearningRateMonitor)]
+
+
+WANDB_RUN_ID_FILE = "wandb_run_id.txt"
+
+
+def build_loggers(cfg: DictConfig, output_dir: Path, resuming: bool) -> list[Any]:
+    """The configured loggers; a resumed job continues its CSV history and its W&B run (one job, one W&B run)."""
+    loggers = []
+    for conf in (cfg.get("logger") or {}).values():
+        if conf is None:
+            continue
+        target = str(conf.get("_target_", ""))
+        extra: dict[str, Any] = {}
+        if target.endswith("WandbLogger"):
+            extra = {"id": wandb_run_id(output_dir), "resume": "allow"}
+        elif target.endswith("HistoryCSVLogger"):
+            extra = {"keep_history": resuming}
+        loggers.append(instantiate(conf, **extra))
+    return loggers
+
+
+def wandb_run_id(output_dir: Path) -> str:
+    """The job's W&B run id, kept in its folder so that every resume logs into the same run."""
+    path = output_dir / WANDB_RUN_ID_FILE
+    kept = path.read_text(encoding="utf-8").strip() if path.is_file() else ""
+    if kept:
+        return kept
+    import secrets
+    import string
+
+    run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))  # W&B's id form
+    write_text_atomic(path, run_id + "\n")
+    return run_id
+
+
+def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path, redo: bool = False) -> str | None:
+    """An explicit path, "last" (this run's last.ckpt), or - for an interrupted job - its own last.ckpt."""
+    if ckpt_path is None and not redo and (output_dir / "checkpoints" / "last.ckpt").is_file():
+        log.info("resuming the interrupted job from %s", output_dir / "checkpoints" / "last.ckpt")
+        return str(output_dir / "checkpoints" / "last.ckpt")
+    if ckpt_path == "last":
+        last = output_dir / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            raise FileNotFoundError(f"{last}: ckpt_path=last, but this run has no last checkpoint")
+        return str(last)
+    if ckpt_path and not Path(ckpt_path).is_file():
+        raise FileNotFoundError(f"{ckpt_path}: checkpoint not found")
+    return ckpt_path
+
+
+def check_resumable(path: str, cfg: DictConfig) -> None:
+    """Refuse, in one line naming the file, a checkpoint that holds code, is damaged, or is of another model.
+
+    Read with ``weights_only=True`` (nothing is unpickled that could run code) before Lightning touches it.
+    """
+    from darnet_pl.runs.checkpoints import check_expected, metadata_of, read_checkpoint
+
+    meta = metadata_of(read_checkpoint(path), path)
+    check_expected(
+        meta,
+        expect_attention=str(cfg.model.get("attention", meta.attention)),
+        expect_input_size=list(cfg.data.get("size", meta.input_size)),
+        expect_width=int(cfg.model.get("width", meta.width)),
+    )
+
+
+def write_predictions(rows: list[dict[str, Any]], path: Path) -> None:
+    if not rows:
+        return
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+@contextlib.contextmanager
+def advice_on_out_of_memory(cfg: DictConfig, phase: str) -> Iterator[None]:
+    """A GPU out-of-memory error becomes one line naming the settings that would fit (see memory_advice)."""
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        settings = {
+            "precision": cfg.trainer.get("precision"),
+            "batch_size": cfg.data.get("batch_size"),
+            "devices": cfg.trainer.get("devices"),
+            "accumulate_grad_batches": cfg.trainer.get("accumulate_grad_batches"),
+            "activation_checkpointing": cfg.model.get("activation_checkpointing"),
+            "input_size": list(cfg.data.get("size", ())),
+        }
+        raise out_of_memory_advice(settings, phase) from None
+
+
+def stop_after_sigterm(output_dir: Path) -> SystemExit:
+    """Exit status 143 (128 + SIGTERM) with how to resume; the pre-emption callback saved last.ckpt."""
+    from darnet_pl.utils.errors import in_multirun
+
+    last = output_dir / "checkpoints" / "last.ckpt"
+    how = "run the same command again" if in_multirun() else f"add hydra.run.dir={output_dir} to the command"
+    message = f"stopped by SIGTERM; {last} holds the training state; to resume, {how}"
+    log.warning("%s", message)
+    print(message, file=sys.stderr)
+    return SystemExit(128 + signal.SIGTERM)
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Run one training job described by ``cfg``; returns the test metrics (empty when test=false)."""
+    from darnet_pl.config.checks import check_config
+
+    check_config(cfg)  # before anything is built or written
+    output_dir = Path(cfg.paths.output_dir)
+    metrics_path = output_dir / METRICS_FILE
+    if metrics_path.is_file() and not cfg.get("redo", False):
+        log.info("%s exists: this job already finished (redo=true runs it again)", metrics_path)
+        return json.loads(metrics_path.read_text())
+
+    write_text_atomic(output_dir / "config_resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    pl.seed_everything(cfg.seed, workers=True)
+
+    datamodule = instantiate(cfg.data, split_manifest_out=str(output_dir / "split_manifest.csv"), _convert_="all")
+    model = instantiate(cfg.model, _convert_="all")
+    resume_from = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir, bool(cfg.get("redo")))
+    if resume_from:
+        check_resumable(resume_from, cfg)
+    loggers = build_loggers(cfg, output_dir, resuming=bool(resume_from))
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, callbacks=build_callbacks(cfg, bool(loggers)), logger=loggers or False
+    )
+    for logger in loggers:
+        logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "git_commit": git_commit()})
+    try:
+        with advice_on_out_of_memory(cfg, "training"):
+            trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    except SIGTERMException:
+        finish_wandb_runs(loggers, exit_code=128 + signal.SIGTERM)  # the resumed job reopens the same W&B run
+        raise stop_after_sigterm(output_dir) from None
+
+    metrics: dict[str, float] = {}
+    if not trainer.is_global_zero:
+        return metrics  # DDP: the other ranks only train; rank 0 tests and writes the results
+    if cfg.get("test", True):
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if best:
+            log.info("testing the best checkpoint on validation: %s", best)
+        else:
+            log.warning("no best checkpoint was saved; testing the final weights")
+        tester = single_device_trainer(trainer)  # after DDP, one device, so that every test scan counts once
+        try:
+            with advice_on_out_of_memory(cfg, "testing"):
+                tester.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+        except SIGTERMException:
+            finish_wandb_runs(loggers, exit_code=128 + signal.SIGTERM)
+            raise stop_after_sigterm(output_dir) from None
+        metrics = {k: float(v) for k, v in tester.callback_metrics.items() if k.startswith("test/")}
+        if trainer.is_global_zero:
+            write_predictions(model.test_predictions, output_dir / PREDICTIONS_FILE)
+            write_json_atomic(metrics_path, metrics)
+            log.info("test metrics written to %s", metrics_path)
+            for logger in loggers:
+                if isinstance(logger, WandbLogger):
+                    log_test_plots(logger, model.test_predictions, model.class_names)
+    finish_wandb_runs(loggers)
+    selected = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
+    if selected is not None:
+        metrics["selected/val_score"] = float(selected)  # returned to a sweeper; not a test result
+    return metrics
