@@ -26,8 +26,8 @@ def ccii_metadata() -> Path:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One tiny trained DARNet checkpoint (16 x 32 x 32, dual attention), made once for every test that only needs
-    some real checkpoint; tests.test_predict explains how it is made."""
-    from tests.test_predict import make_checkpoint
+    some real checkpoint; tests.helpers.checkpoints makes it."""
+    from tests.helpers.checkpoints import make_checkpoint
 
     return make_checkpoint(tmp_path_factory.mktemp("tiny-checkpoint") / "tiny.ckpt", seed=7)
 

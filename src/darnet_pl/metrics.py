@@ -10,41 +10,203 @@ code (scikit-learn's classification report over argmax predictions).
   averaged over classes, as Table IV's caption words it), ``sensitivity_macro``, ``specificity_macro``,
   ``f1_macro``; and per class ``3class/<CLASS>/{auc,sensitivity,specificity,f1}``.
 
+Undefined is not zero. On labels without some class (a tiny fold, a debug run, an external test set) that class's
+AUC and sensitivity are 0/0: they are NaN, not 0, and so is its F1 when the class is not predicted either
+(scikit-learn's ``zero_division=np.nan``). A class every scan belongs to has no AUC or specificity. Macro averages
+are over the classes where the metric is defined (NaN only if it is defined for none), and ``PaperMetrics.compute``
+says so in one ``UndefinedMetricWarning`` per computation, naming the classes.
+
+The numbers are computed once, in numpy, for one evaluation or a batch of bootstrap resamples alike:
+``rates_from_confusion`` (per-class rates of confusion matrices), ``metric_dict`` (every metric name, from per-class
+arrays) and ``metrics_from_counts`` (both). ``PaperMetrics`` (training) and ``darnet_pl.report.ensemble`` (the
+report's bootstrap) both go through them, so the two cannot disagree on a name or a definition.
+
 State lives in torchmetrics objects (a confusion matrix and the AUROC score buffers), so values are reduced
 correctly across DDP processes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 
+import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from torch import nn
-from torchmetrics.classification import BinaryAUROC, MulticlassAUROC, MulticlassConfusionMatrix
+from torchmetrics.classification import MulticlassAUROC, MulticlassConfusionMatrix
+
+# Per-class metrics that have a ``<block>/<CLASS>/<name>`` key and a ``<block>/<name>_macro`` average, in order.
+PER_CLASS = ("auc", "sensitivity", "specificity", "f1")
+# What ``metric_dict`` needs per class: the above and the one-vs-rest accuracy (macro-averaged, no per-class key).
+PER_CLASS_INPUTS = (*PER_CLASS, "accuracy_ovr")
+_WORDS = {"auc": "AUC", "sensitivity": "sensitivity", "specificity": "specificity", "f1": "F1"}
 
 
-def _safe_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
-    """Elementwise division that gives 0 where the denominator is 0 (scikit-learn's zero_division=0)."""
-    return torch.where(den > 0, num / den.clamp(min=1e-12), torch.zeros_like(num))
+class UndefinedMetricWarning(UserWarning):
+    """Some metric is 0/0 on these labels (typically a class absent from them): it is NaN, macro averages skip it."""
 
 
-def rates_from_confusion(confusion: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-class one-vs-rest counts and rates from a (true x predicted) confusion matrix."""
-    confusion = confusion.double()
-    total = confusion.sum()
-    tp = confusion.diag()
-    fn = confusion.sum(dim=1) - tp
-    fp = confusion.sum(dim=0) - tp
-    tn = total - tp - fn - fp
-    sensitivity = _safe_div(tp, tp + fn)
-    precision = _safe_div(tp, tp + fp)
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den, NaN where den is 0 (the rate is undefined there), without numpy's division warnings."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def nan_macro(values: ArrayLike) -> np.ndarray:
+    """Mean over the last axis (classes) of the defined values; NaN where none is (no 'Mean of empty slice')."""
+    values = np.asarray(values, dtype=np.float64)
+    defined = ~np.isnan(values)
+    count = defined.sum(axis=-1)
+    total = np.where(defined, values, 0.0).sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(count > 0, total / np.where(count > 0, count, 1), np.nan)
+
+
+def rates_from_confusion(confusion: ArrayLike | torch.Tensor) -> dict[str, np.ndarray]:
+    """Per-class one-vs-rest rates of (true x predicted) confusion matrices, NaN where undefined.
+
+    ``confusion`` has shape (..., K, K) (one matrix, or a batch of resamples); the per-class values have shape
+    (..., K), ``accuracy`` has shape (...). Also ``support`` (scans of each class) and ``total``.
+    """
+    if isinstance(confusion, torch.Tensor):
+        confusion = confusion.detach().cpu().double().numpy()
+    confusion = np.asarray(confusion, dtype=np.float64)
+    total = confusion.sum(axis=(-2, -1))
+    tp = np.diagonal(confusion, axis1=-2, axis2=-1)
+    support = confusion.sum(axis=-1)  # scans of the class
+    predicted = confusion.sum(axis=-2)  # scans predicted as the class
+    fn = support - tp
+    fp = predicted - tp
+    tn = total[..., None] - tp - fn - fp
+    sensitivity = _ratio(tp, support)  # NaN: the class is absent from the labels
+    precision = _ratio(tp, predicted)  # NaN: the class is never predicted
+    # 2PR / (P + R), where an undefined P or R (its tp is 0 then) counts as 0 and so gives F1 = 0; undefined only
+    # when the class is neither in the labels nor predicted (scikit-learn: 2tp / (2tp + fp + fn) = 0/0).
+    p0, r0 = np.nan_to_num(precision, nan=0.0), np.nan_to_num(sensitivity, nan=0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f1 = np.where(p0 + r0 > 0, 2 * p0 * r0 / np.where(p0 + r0 > 0, p0 + r0, 1.0), 0.0)
+    f1 = np.where(tp + fp + fn > 0, f1, np.nan)
     return {
         "sensitivity": sensitivity,
-        "specificity": _safe_div(tn, tn + fp),
-        "f1": _safe_div(2 * precision * sensitivity, precision + sensitivity),
-        "accuracy_ovr": _safe_div(tp + tn, total.expand_as(tp)),
-        "accuracy": _safe_div(tp.sum(), total),
+        "specificity": _ratio(tn, tn + fp),  # NaN: every scan is of the class
+        "precision": precision,
+        "f1": f1,
+        "accuracy_ovr": _ratio(tp + tn, np.broadcast_to(total[..., None], tp.shape)),
+        "accuracy": _ratio(tp.sum(axis=-1), total),
+        "support": support,
+        "total": total,
     }
+
+
+def metric_dict(
+    per_class: Mapping[str, ArrayLike | torch.Tensor],
+    class_names: Sequence[str],
+    positive_class: str,
+    *,
+    accuracy: ArrayLike | torch.Tensor,
+) -> dict[str, np.ndarray]:
+    """Every metric under its name, from per-class values: the one place the metric keys are spelled.
+
+    ``per_class`` maps each of ``PER_CLASS_INPUTS`` to values of shape (..., K), K = len(class_names), NaN where
+    undefined; ``accuracy`` (the multiclass accuracy) has shape (...). Each returned value has shape (...): the
+    positive class's one-vs-rest numbers under ``2class/``, the macro averages (over the classes where the metric
+    is defined) and the per-class values under ``<K>class/``.
+    """
+    names = tuple(class_names)
+    if positive_class not in names:
+        raise ValueError(f"positive class {positive_class!r} is not one of {names}")
+    p = names.index(positive_class)
+    values = {}
+    for name in PER_CLASS_INPUTS:
+        value = per_class[name]
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().double().numpy()
+        values[name] = np.asarray(value, dtype=np.float64)
+        if values[name].shape[-1:] != (len(names),):
+            raise ValueError(f"per-class {name} has shape {values[name].shape}; its last axis must be {len(names)}")
+    if isinstance(accuracy, torch.Tensor):
+        accuracy = accuracy.detach().cpu().double().numpy()
+    block = f"{len(names)}class"
+    out = {
+        "2class/auc": values["auc"][..., p],
+        "2class/accuracy": values["accuracy_ovr"][..., p],
+        "2class/sensitivity": values["sensitivity"][..., p],
+        "2class/specificity": values["specificity"][..., p],
+        "2class/f1": values["f1"][..., p],
+        f"{block}/auc_macro": nan_macro(values["auc"]),
+        f"{block}/accuracy": np.asarray(accuracy, dtype=np.float64),
+        f"{block}/accuracy_ovr_macro": nan_macro(values["accuracy_ovr"]),
+        f"{block}/sensitivity_macro": nan_macro(values["sensitivity"]),
+        f"{block}/specificity_macro": nan_macro(values["specificity"]),
+        f"{block}/f1_macro": nan_macro(values["f1"]),
+    }
+    for c, name in enumerate(names):
+        for metric in PER_CLASS:
+            out[f"{block}/{name}/{metric}"] = values[metric][..., c]
+    return out
+
+
+def metrics_from_counts(
+    confusion: ArrayLike | torch.Tensor,
+    auc: ArrayLike | torch.Tensor,
+    class_names: Sequence[str],
+    positive_class: str,
+) -> dict[str, np.ndarray]:
+    """``metric_dict`` of (..., K, K) confusion matrices and their (..., K) one-vs-rest AUCs.
+
+    An AUC is set to NaN where its class has no scans or all of them (whatever the AUC routine returned there;
+    torchmetrics returns 0).
+    """
+    rates = rates_from_confusion(confusion)
+    if isinstance(auc, torch.Tensor):
+        auc = auc.detach().cpu().double().numpy()
+    support, total = rates["support"], rates["total"][..., None]
+    auc = np.where((support > 0) & (support < total), np.asarray(auc, dtype=np.float64), np.nan)
+    return metric_dict({**rates, "auc": auc}, class_names, positive_class, accuracy=rates["accuracy"])
+
+
+def _join(words: Sequence[str]) -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+def undefined_metrics_message(
+    values: Mapping[str, float], class_names: Sequence[str], support: Sequence[float], positive_class: str
+) -> str | None:
+    """One sentence naming every class with an undefined (NaN) metric in ``values`` (``metric_dict`` of one
+    evaluation), why, and which classes each affected macro average uses; None when everything is defined."""
+    names = tuple(class_names)
+    block = f"{len(names)}class"
+    total = float(sum(support))
+    if total == 0:
+        return "no labels: every metric is undefined (NaN)"
+    clauses = []
+    for c, name in enumerate(names):
+        undefined = [m for m in PER_CLASS if np.isnan(values[f"{block}/{name}/{m}"])]
+        if not undefined:
+            continue
+        if support[c] == 0:
+            why = "is absent from the labels"
+        elif support[c] == total:
+            why = "is the only class in the labels"
+        else:
+            why = "has undefined metrics"
+        also = " (so are the 2class ones)" if name == positive_class else ""
+        what, verb = _join([_WORDS[m] for m in undefined]), "is" if len(undefined) == 1 else "are"
+        clauses.append(f"class {name!r} {why}: its {what}{also} {verb} undefined (NaN)")
+    if not clauses:
+        return None
+    uses: dict[tuple[str, ...], list[str]] = {}
+    for m in PER_CLASS:
+        used = tuple(name for name in names if not np.isnan(values[f"{block}/{name}/{m}"]))
+        if len(used) < len(names):
+            uses.setdefault(used, []).append(_WORDS[m])
+    for used, metrics in uses.items():
+        if used:
+            clauses.append(f"macro {_join(metrics)} use {', '.join(used)}")
+        else:
+            clauses.append(f"macro {_join(metrics)} {'is' if len(metrics) == 1 else 'are'} undefined too")
+    return "; ".join(clauses)
 
 
 class PaperMetrics(nn.Module):
@@ -55,45 +217,33 @@ class PaperMetrics(nn.Module):
         self.class_names = tuple(class_names)
         if positive_class not in self.class_names:
             raise ValueError(f"positive class {positive_class!r} is not one of {self.class_names}")
+        self.positive_class = positive_class
         self.positive_index = self.class_names.index(positive_class)
         n = len(self.class_names)
         self.confusion = MulticlassConfusionMatrix(num_classes=n)
+        # 2class/auc is this AUC of the positive class (one-vs-rest on p(positive), as a BinaryAUROC would give).
         self.auroc_per_class = MulticlassAUROC(num_classes=n, average=None, thresholds=None)
-        self.auroc_positive = BinaryAUROC(thresholds=None)
 
     def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
         probs = logits.detach().float().softmax(dim=1)
         target = target.long()
         self.confusion.update(probs.argmax(dim=1), target)
         self.auroc_per_class.update(probs, target)
-        self.auroc_positive.update(probs[:, self.positive_index], (target == self.positive_index).long())
 
     def compute(self) -> dict[str, float]:
-        rates = rates_from_confusion(self.confusion.compute())
-        auc = self.auroc_per_class.compute().double()
-        p = self.positive_index
-        block = f"{len(self.class_names)}class"
-        out = {
-            "2class/auc": self.auroc_positive.compute(),
-            "2class/accuracy": rates["accuracy_ovr"][p],
-            "2class/sensitivity": rates["sensitivity"][p],
-            "2class/specificity": rates["specificity"][p],
-            "2class/f1": rates["f1"][p],
-            f"{block}/auc_macro": auc.mean(),
-            f"{block}/accuracy": rates["accuracy"],
-            f"{block}/accuracy_ovr_macro": rates["accuracy_ovr"].mean(),
-            f"{block}/sensitivity_macro": rates["sensitivity"].mean(),
-            f"{block}/specificity_macro": rates["specificity"].mean(),
-            f"{block}/f1_macro": rates["f1"].mean(),
-        }
-        for i, name in enumerate(self.class_names):
-            out[f"{block}/{name}/auc"] = auc[i]
-            out[f"{block}/{name}/sensitivity"] = rates["sensitivity"][i]
-            out[f"{block}/{name}/specificity"] = rates["specificity"][i]
-            out[f"{block}/{name}/f1"] = rates["f1"][i]
-        return {key: float(value) for key, value in out.items()}
+        """The metrics as floats, NaN where undefined, with one ``UndefinedMetricWarning`` if any is."""
+        confusion = self.confusion.compute()
+        with warnings.catch_warnings():  # torchmetrics' own words for it; the NaN and our warning replace them
+            warnings.filterwarnings("ignore", message=r"No (positive|negative) samples in targets")
+            auc = self.auroc_per_class.compute()
+        values = metrics_from_counts(confusion, auc, self.class_names, self.positive_class)
+        out = {key: float(value) for key, value in values.items()}
+        support = confusion.detach().cpu().sum(dim=1).tolist()
+        message = undefined_metrics_message(out, self.class_names, support, self.positive_class)
+        if message is not None:
+            warnings.warn(message, UndefinedMetricWarning, stacklevel=2)
+        return out
 
     def reset(self) -> None:
         self.confusion.reset()
         self.auroc_per_class.reset()
-        self.auroc_positive.reset()

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from darnet_pl.data.records import ScanRecord
-from tests.ccii_tree import make_ccii_tree, scan_folder, write_csv, write_manifest, write_scan
-from tests.dicom_series import save_ct_slice
+from tests.helpers.ccii_tree import make_ccii_tree, scan_folder, write_csv, write_manifest, write_scan
+from tests.helpers.dicom_series import save_ct_slice
 
 SCANS = [
     ("CP", "1", "10", 3),

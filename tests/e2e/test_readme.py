@@ -322,13 +322,11 @@ CASES: dict[str, Callable[[User, str], None]] = {
     ),
     "make bench": make_target("-m darnet_pl.bench"),
     "export DARNET_CCII_ROOT=/data/CC-CCII": ccii_root_variable,
-    "python -m darnet_pl.cli.prepare data=ccii +dry_run=true": table_one,
-    "python -m darnet_pl.cli.prepare data=ccii": prepare,
+    "darnet-prepare data=ccii +dry_run=true": table_one,
+    "darnet-prepare data=ccii": prepare,
     "python -m darnet_pl +experiment=shortcut_control fold=0..4 -m": sweep(("dual",), 5),
-    "python -m darnet_pl.cli.prepare data=ccii data.source.apply_cleaning=true data.source.exclude_segmented=true": (
-        prepare_cleaned
-    ),
-    "python -m darnet_pl.cli.prepare data=folder data.scan_list=/data/my_scans.csv +dry_run=true": prepare_dry_run,
+    "darnet-prepare data=ccii data.source.apply_cleaning=true data.source.exclude_segmented=true": (prepare_cleaned),
+    "darnet-prepare data=folder data.scan_list=/data/my_scans.csv +dry_run=true": prepare_dry_run,
     "python -m darnet_pl +experiment=darnet data=folder data.scan_list=/data/my_scans.csv": single_run(),
     "darnet-predict --ckpt outputs/darnet/runs/2026-01-01_10-00-00.000000 scan.nii.gz dicom/patient018/series2": (
         predict

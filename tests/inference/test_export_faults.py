@@ -8,7 +8,7 @@ import pytest
 from darnet_pl.utils.io import output_folder
 from tests.helpers.faults import every_file, only_line, run_tool, tmpfs
 
-EXPORT = "darnet_pl.inference.export"
+EXPORT = "darnet_pl.cli.export"
 
 
 def test_full_disk_is_one_line_not_an_abort_and_leaves_nothing(tiny_checkpoint, tmp_path, cwd):

@@ -17,16 +17,16 @@ import pytest
 import torch
 
 from darnet_pl.utils.io import output_folder
+from tests.helpers.checkpoints import SIZE, to_uint8, write_nifti
 from tests.helpers.faults import every_file, hidden, only_line, run_tool, tmpfs
-from tests.test_predict import SIZE, to_uint8, write_nifti
 
-PREDICT = "darnet_pl.inference.predict"
+PREDICT = "darnet_pl.cli.predict"
 
 
 @pytest.fixture(scope="module")
 def scans(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Tiny phantom NIfTI scans at the checkpoint's input size."""
-    from darnet_pl.data.synthetic import render_scan, synthetic_cohort
+    from darnet_pl.data.phantoms import render_scan, synthetic_cohort
 
     folder = tmp_path_factory.mktemp("fault-scans")
     cohort = synthetic_cohort(1, (1, 1), seed=0)

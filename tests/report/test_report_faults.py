@@ -10,9 +10,9 @@ import pytest
 
 from darnet_pl.utils.io import output_folder
 from tests.helpers.faults import every_file, hidden, only_line, run_tool, tmpfs
-from tests.test_report import cohort, model_probs, write_job
+from tests.helpers.report_jobs import cohort, model_probs, write_job
 
-REPORT = "darnet_pl.report.cli"
+REPORT = "darnet_pl.cli.report"
 
 
 @pytest.fixture

@@ -11,12 +11,17 @@ Two baselines, both decoding every slice at full size and resizing the stack:
 - ``authors``: the authors' pipeline - crop, then scikit-image's ``resize(volume, size, anti_aliasing=True)``
   (float64, a Gaussian pre-filter with sigma = (factor - 1) / 2 along every shrunk axis, then linear
   interpolation), reproduced with the SciPy calls scikit-image makes. This is the baseline of ``ingest_speedup``.
-  It anti-aliases and we do not, so volumes differ by more than rounding (``authors_mean_abs_diff``).
+  ``linear`` and ``nearest`` do not anti-alias, so their volumes differ from it by more than rounding
+  (``authors_mean_abs_diff``); ``antialias`` reproduces it, and is checked against it (``max_abs_diff`` <= 1).
 - ``torch``: the same arithmetic as the fast reader in one ``torch.nn.functional.interpolate`` call on the whole
-  stack - a much faster baseline, and the exactness check (``max_abs_diff`` <= 1 gray level):
-  ``ingest_speedup_vs_torch``.
+  stack - a much faster baseline, and the exactness check of ``linear``/``nearest`` (``max_abs_diff`` <= 1 gray
+  level): ``ingest_speedup_vs_torch`` (not measured for ``antialias``: torch has no such resize).
 
-Both depth interpolations are measured. Decoding a 512x512 PNG (about 1 ms, as fast with Pillow as with OpenCV or
+All three depth interpolations are measured. ``antialias`` decodes every slice; its ingest is timed on one
+decoding thread (``DARNET_DECODE_THREADS=1``, the one-core figure comparable with the others) and, where the
+machine has more cores, on ``decode_threads()`` threads too (``threaded_ingest_scans_per_s``). The top-level
+``antialias_ingest_scans_per_s`` and ``antialias_vs_linear`` (its scans per second over ``linear``'s, one core
+each) repeat the headline. Decoding a 512x512 PNG (about 1 ms, as fast with Pillow as with OpenCV or
 libspng here) is a floor both pipelines share: the fast reader skips only the slices the depth sampling does not
 touch (with ``linear``, two per output slice, so a scan of fewer than 128 slices is decoded whole). The JSON
 reports that floor too (``decode_ms_per_slice``, ``decode_share_of_ingest``, ``decode_bound_speedup_vs_torch``:
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -41,9 +47,10 @@ import numpy as np
 from PIL import Image
 
 from darnet_pl.data.cache import VolumeCache, ingest
-from darnet_pl.data.preprocess import Preprocessing, sampling_plan
+from darnet_pl.data.preprocess import DECODE_THREADS_ENV, DEPTH_INTERPOLATIONS, Preprocessing, sampling_plan
+from darnet_pl.data.preprocess import decode_threads as default_decode_threads
 from darnet_pl.data.readers.slices import read_slice_folder_baseline
-from darnet_pl.data.records import DEFAULT_CLASS_NAMES, ScanRecord
+from darnet_pl.data.records import CLASS_NAMES, ScanRecord
 
 
 def synthetic_slice(z: float, rng: np.random.Generator, grid: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
@@ -74,7 +81,7 @@ def build_synthetic_ccii(root: Path, slice_counts: Sequence[int], size: int = 51
     grid = np.meshgrid(coords, coords, indexing="ij")
     records = []
     for i, n_slices in enumerate(slice_counts):
-        class_name = DEFAULT_CLASS_NAMES[i % len(DEFAULT_CLASS_NAMES)]
+        class_name = CLASS_NAMES[i % len(CLASS_NAMES)]
         folder = root / class_name / f"{class_name}-1" / str(100 + i) / str(1000 + i)
         folder.mkdir(parents=True)
         for k in range(n_slices):
@@ -83,11 +90,25 @@ def build_synthetic_ccii(root: Path, slice_counts: Sequence[int], size: int = 51
     return records
 
 
-def _time_ingest(records: list[ScanRecord], prep: Preprocessing, work: Path) -> tuple[float, VolumeCache]:
+def _time_ingest(
+    records: list[ScanRecord], prep: Preprocessing, work: Path, decode_threads: int | None = 1
+) -> tuple[float, VolumeCache]:
+    """Ingest into a fresh cache in this process; ``decode_threads`` (None: the reader's default) for antialias."""
     cache = VolumeCache(Path(tempfile.mkdtemp(dir=work)), prep)
-    started = time.perf_counter()
-    report = ingest(records, cache, workers=0, progress=False)
-    elapsed = time.perf_counter() - started
+    saved = os.environ.get(DECODE_THREADS_ENV)
+    if decode_threads is None:
+        os.environ.pop(DECODE_THREADS_ENV, None)
+    else:
+        os.environ[DECODE_THREADS_ENV] = str(decode_threads)
+    try:
+        started = time.perf_counter()
+        report = ingest(records, cache, workers=0, progress=False)
+        elapsed = time.perf_counter() - started
+    finally:
+        if saved is None:
+            os.environ.pop(DECODE_THREADS_ENV, None)
+        else:
+            os.environ[DECODE_THREADS_ENV] = saved
     if report.failed or report.converted != len(records):
         raise RuntimeError(f"benchmark ingest failed: {report.failed}")
     return elapsed, cache
@@ -165,11 +186,11 @@ def run_ingest_benchmark(
 
     Single process, one core, same scans; times are medians over ``repeats`` runs (each into a fresh cache).
     The top-level figures are those of ``prep.depth_interpolation`` (the configured default); the others are
-    under ``by_depth_interpolation``.
+    under ``by_depth_interpolation``, and antialias's speed against linear's at the top (when both are measured).
     """
     prep = prep or Preprocessing()
     slice_counts = [int(n) for n in slice_counts]
-    modes = list(depth_interpolations or dict.fromkeys([prep.depth_interpolation, "linear", "nearest"]))
+    modes = list(depth_interpolations or dict.fromkeys([prep.depth_interpolation, *DEPTH_INTERPOLATIONS]))
     with tempfile.TemporaryDirectory(prefix="darnet-bench-ingest-") as tmp:
         work = Path(tmp)
         records = build_synthetic_ccii(work / "ccii", slice_counts, size=slice_size, seed=seed)
@@ -178,6 +199,16 @@ def run_ingest_benchmark(
             mode: _measure(records, replace(prep, depth_interpolation=mode), repeats, work, decode_ms) for mode in modes
         }
     main = by_mode[prep.depth_interpolation]
+    headline = {}
+    if "antialias" in by_mode and "linear" in by_mode:
+        antialias, linear = by_mode["antialias"], by_mode["linear"]
+        headline = {
+            "antialias_ingest_scans_per_s": antialias["ingest_scans_per_s"],
+            "antialias_threaded_ingest_scans_per_s": antialias["threaded_ingest_scans_per_s"],
+            "antialias_decode_threads": antialias["decode_threads"],
+            "linear_ingest_scans_per_s": linear["ingest_scans_per_s"],
+            "antialias_vs_linear": round(antialias["ingest_scans_per_s"] / linear["ingest_scans_per_s"], 3),
+        }
     return {
         "n_scans": len(slice_counts),
         "slice_counts": slice_counts,
@@ -185,6 +216,7 @@ def run_ingest_benchmark(
         "preprocessing": prep.to_dict(),
         "repeats": repeats,
         **{k: v for k, v in main.items() if k != "preprocessing"},
+        **headline,
         "decode_ms_per_slice": round(decode_ms, 3),
         "by_depth_interpolation": by_mode,
         "cores": 1,
@@ -198,38 +230,52 @@ def _measure(
     import torch
 
     slice_counts = [r.n_slices or 0 for r in records]
-    threads = torch.get_num_threads()
+    antialias = prep.depth_interpolation == "antialias"
+    threads = default_decode_threads() if antialias else 1
+    threads_before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        times: dict[str, list[float]] = {"ingest": [], "authors": [], "torch": []}
-        for _ in range(repeats):  # interleaved, so that a slow spell of the machine hits all three alike
-            elapsed, cache = _time_ingest(records, prep, work)
+        times: dict[str, list[float]] = {"ingest": [], "threaded": [], "authors": [], "torch": []}
+        for _ in range(repeats):  # interleaved, so that a slow spell of the machine hits all of them alike
+            elapsed, cache = _time_ingest(records, prep, work, decode_threads=1)
             times["ingest"].append(elapsed)
+            if threads > 1:
+                times["threaded"].append(_time_ingest(records, prep, work, decode_threads=threads)[0])
             elapsed, authors = _time_baseline(records, prep, work, _read_like_the_authors)
             times["authors"].append(elapsed)
-            elapsed, reference = _time_baseline(records, prep, work, _read_torch_baseline)
-            times["torch"].append(elapsed)
+            if not antialias:
+                elapsed, reference = _time_baseline(records, prep, work, _read_torch_baseline)
+                times["torch"].append(elapsed)
+        if antialias:
+            reference = authors  # what antialias reproduces
         ours = {r.key: cache.load(r).astype(np.int16) for r in records}
         diffs = [np.abs(ours[key] - reference[key].astype(np.int16)) for key in ours]
         authors_diffs = [np.abs(ours[key] - authors[key].astype(np.int16)) for key in ours]
     finally:
-        torch.set_num_threads(threads)
-    ingest_s, authors_s, torch_s = (statistics.median(times[k]) for k in ("ingest", "authors", "torch"))
-    decoded = sum(len(sampling_plan(n, prep.size[0], prep.depth_interpolation).needed) for n in slice_counts)
+        torch.set_num_threads(threads_before)
+    ingest_s, authors_s = (statistics.median(times[k]) for k in ("ingest", "authors"))
+    threaded_s = statistics.median(times["threaded"]) if times["threaded"] else ingest_s
+    torch_s = statistics.median(times["torch"]) if times["torch"] else None
+    if antialias:
+        decoded = sum(slice_counts)
+    else:
+        decoded = sum(len(sampling_plan(n, prep.size[0], prep.depth_interpolation).needed) for n in slice_counts)
     decode_s = decoded * decode_ms / 1000
     n_scans = len(records)
     return {
         "preprocessing": prep.to_dict(),
         "ingest_s": round(ingest_s, 4),
         "baseline_s": round(authors_s, 4),
-        "torch_baseline_s": round(torch_s, 4),
+        "torch_baseline_s": None if torch_s is None else round(torch_s, 4),
         "ingest_scans_per_s": round(n_scans / ingest_s, 3),
+        "decode_threads": threads,
+        "threaded_ingest_scans_per_s": round(n_scans / threaded_s, 3),
         "baseline_scans_per_s": round(n_scans / authors_s, 3),
         "ingest_speedup": round(authors_s / ingest_s, 3),
-        "ingest_speedup_vs_torch": round(torch_s / ingest_s, 3),
+        "ingest_speedup_vs_torch": None if torch_s is None else round(torch_s / ingest_s, 3),
         "slices_decoded_fraction": round(decoded / sum(slice_counts), 3),
         "decode_share_of_ingest": round(decode_s / ingest_s, 3),
-        "decode_bound_speedup_vs_torch": round(torch_s / decode_s, 3),
+        "decode_bound_speedup_vs_torch": None if torch_s is None else round(torch_s / decode_s, 3),
         "max_abs_diff": int(max(int(d.max()) for d in diffs)),
         "mean_abs_diff": float(round(np.mean([d.mean() for d in diffs]), 5)),
         "authors_mean_abs_diff": float(round(np.mean([d.mean() for d in authors_diffs]), 3)),
@@ -244,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--size", type=int, nargs=3, default=(64, 224, 224), metavar=("D", "H", "W"))
     parser.add_argument("--crop", type=int, default=48)
-    parser.add_argument("--depth-interpolation", choices=("linear", "nearest"), default="linear")
+    parser.add_argument("--depth-interpolation", choices=DEPTH_INTERPOLATIONS, default="linear")
     args = parser.parse_args(argv)
     prep = Preprocessing(size=tuple(args.size), border_crop=args.crop, depth_interpolation=args.depth_interpolation)
     result = run_ingest_benchmark(args.slices, args.repeats, prep)

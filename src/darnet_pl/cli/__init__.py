@@ -1,0 +1,1 @@
+"""Thin command-line entry points: parse, call, map errors to exit codes. Nothing imports cli/."""

@@ -13,6 +13,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from darnet_pl.utils.exit_codes import EXIT_JOBS_FAILED
+
 log = logging.getLogger(__name__)
 
 
@@ -40,7 +42,7 @@ class CheckOutputFolder(Callback):
 
     @staticmethod
     def _check(folder: str | Path) -> None:
-        from darnet_pl.utils.errors import EXIT_USER_ERROR
+        from darnet_pl.utils.exit_codes import EXIT_USER_ERROR
         from darnet_pl.utils.io import StorageError
 
         try:
@@ -80,7 +82,7 @@ class ReportOnMultirunEnd(Callback):
         self.bootstrap = bootstrap
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from darnet_pl.report import NothingToReport, write_report
+        from darnet_pl.report.writer import NothingToReport, write_report
         from darnet_pl.runs.job_guard import failed_jobs
 
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -97,4 +99,4 @@ class ReportOnMultirunEnd(Callback):
             lines = [f"error: {len(failed)} job(s) of {sweep_dir} failed:"]
             lines += [f"  {job.relative_to(sweep_dir)}: {reason}" for job, reason in failed]
             print("\n".join(lines), file=sys.stderr)
-            raise SystemExit(1)
+            raise SystemExit(EXIT_JOBS_FAILED)

@@ -1,4 +1,4 @@
-"""`python -m darnet_pl.cli.prepare data=ccii data.root=<root> [+dry_run=true]`: convert a dataset once, up front.
+"""`darnet-prepare data=ccii data.root=<root> [+dry_run=true]`: convert a dataset once, up front.
 
 It prints the split the data will get (scans and patients per chunk and class) before converting anything, so
 a wrong root, index or split manifest shows in seconds rather than after an hour of conversion; ``+dry_run=true``
@@ -32,38 +32,35 @@ def split_chunks(
 
     ``excluded``: keys left out on purpose (cleaning, is_seg), not worth a note when the manifest lists them.
     """
-    from darnet_pl.data.splits import (
-        TEST_CHUNK,
-        fold_chunk,
-        read_split_manifest,
-        stratified_patient_chunks,
-    )
+    from darnet_pl.data.splits import TEST_CHUNK, assign_chunks, fold_chunk
 
     notes: list[str] = []
-    if data.split == "paper" and data.get("split_manifest"):
-        _, chunks = read_split_manifest(data.split_manifest)
-        keys = {r.key for r in records}
-        unplaced = [r.key for r in records if r.key not in chunks]
-        absent = [key for key in chunks if key not in keys and key not in excluded]
-        if unplaced:
-            notes.append(
-                f"{len(unplaced)} scan(s) are not in the split manifest (e.g. {unplaced[0]}): training with this "
-                "split refuses them"
-            )
-        if absent:
-            notes.append(
-                f"{len(absent)} scan(s) of the split manifest are not in the data (e.g. {absent[0]}): training "
-                "drops them from the split with a warning"
-            )
-    elif data.split == "paper":
+    chunks: dict[str, str] = {}
+    if data.split == "paper" and not data.get("split_manifest"):
         notes.append("split=paper without data.split_manifest: all scans shown in one row (training needs one)")
-        chunks = {}
     else:
         try:
-            chunks = stratified_patient_chunks(records, n_folds=int(data.n_folds), seed=int(data.split_seed))
+            assignment = assign_chunks(
+                records, data.split, data.get("split_manifest"), int(data.n_folds), int(data.split_seed)
+            )
         except ValueError as error:  # SplitError, or scikit-learn's refusal of too small a class
+            if data.split == "paper":
+                raise
             notes.append(f"no stratified split: {error}")
-            chunks = {}
+        else:
+            chunks = assignment.chunks
+            absent = [key for key in assignment.absent if key not in excluded]
+            unplaced = assignment.unplaced
+            if unplaced:
+                notes.append(
+                    f"{len(unplaced)} scan(s) are not in the split manifest (e.g. {unplaced[0]}): training with this "
+                    "split refuses them"
+                )
+            if absent:
+                notes.append(
+                    f"{len(absent)} scan(s) of the split manifest are not in the data (e.g. {absent[0]}): training "
+                    "drops them from the split with a warning"
+                )
     names = [fold_chunk(k) for k in range(int(data.n_folds))] + [TEST_CHUNK]
     names += sorted(set(chunks.values()) - set(names))
     subsets: dict[str, list[ScanRecord]] = {name: [] for name in names if name in set(chunks.values())}

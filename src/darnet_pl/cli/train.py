@@ -43,7 +43,8 @@ def _run(cfg: DictConfig) -> float | None:
 def _single_run(cfg: DictConfig, output_dir: Path) -> float | None:
     from darnet_pl.runs.job_guard import JobBusy, job_lock
     from darnet_pl.training.run import train
-    from darnet_pl.utils.errors import EXIT_USER_ERROR, user_errors
+    from darnet_pl.utils.errors import user_errors
+    from darnet_pl.utils.exit_codes import EXIT_USER_ERROR
 
     try:
         with user_errors(), job_lock(output_dir):
@@ -87,12 +88,12 @@ def _sweep_job(cfg: DictConfig, output_dir: Path) -> float | None:
 def _remove_new_stub(output_dir: Path) -> None:
     """Remove a run folder this command created and that holds no training state (a run stopped at once)."""
     from darnet_pl.cli.hydra_callbacks import created_run_dirs
-    from darnet_pl.training.run import METRICS_FILE
+    from darnet_pl.runs.layout import CHECKPOINT_DIR, METRICS_FILE
 
     run_dir = output_dir.resolve()
     if run_dir not in created_run_dirs:
         return
-    if (run_dir / "checkpoints").exists() or (run_dir / METRICS_FILE).exists():
+    if (run_dir / CHECKPOINT_DIR).exists() or (run_dir / METRICS_FILE).exists():
         return
     logging.shutdown()  # close the run's log file before its folder goes
     shutil.rmtree(run_dir, ignore_errors=True)

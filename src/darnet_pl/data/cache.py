@@ -20,7 +20,7 @@ import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -37,8 +37,8 @@ from darnet_pl.utils.io import StorageError, atomic_path, storage_error, write_j
 log = logging.getLogger(__name__)
 
 SETTINGS_NAME = "settings.json"
-REPORT_JSON = "ingest_report.json"
-REPORT_CSV = "ingest_report.csv"
+INGEST_REPORT_JSON = "ingest_report.json"
+INGEST_REPORT_CSV = "ingest_report.csv"
 
 
 class IngestError(ScanError):
@@ -149,11 +149,13 @@ def ingest(
     strict: bool = False,
     progress: bool = True,
     problems: Iterable[ScanProblem] = (),
+    positions: Mapping[str, tuple[int, ...]] | None = None,
 ) -> IngestReport:
     """Convert every record that is not cached yet; report, and leave out, whatever cannot be converted.
 
     ``workers`` processes convert in parallel (0: in this process; negative: one per CPU core). ``problems``
-    found before (e.g. by ``discover_ccii``) are carried into the report. With ``strict`` the first problem
+    found before (e.g. by ``discover_ccii``) are carried into the report. ``positions`` (key -> slice positions,
+    from a cleaning list) builds those scans from the chosen slices. With ``strict`` the first problem
     raises ``IngestError`` instead; the report of what was done so far is still written.
     """
     started = time.perf_counter()
@@ -165,7 +167,8 @@ def ingest(
         todo = _pending(records, cache, report)
         if strict and report.failed:
             raise IngestError(report.failed[0].path, report.failed[0].cause)
-        _convert_all(todo, cache, workers, strict, progress, report)
+        jobs = [(record, cache, (positions or {}).get(record.key)) for record in todo]
+        run_parallel(convert_one, jobs, workers, progress, recorder(report, strict))
     except BaseException:
         report.aborted = True
         raise
@@ -195,17 +198,6 @@ def _pending(records: Sequence[ScanRecord], cache: VolumeCache, report: IngestRe
         else:
             todo.append(record)
     return todo
-
-
-def _convert_all(
-    todo: list[ScanRecord],
-    cache: VolumeCache,
-    workers: int,
-    strict: bool,
-    progress: bool,
-    report: IngestReport,
-) -> None:
-    run_parallel(convert_one, [(record, cache) for record in todo], workers, progress, recorder(report, strict))
 
 
 def recorder(report: IngestReport, strict: bool) -> Callable[[Converted], None]:
@@ -269,9 +261,9 @@ def run_parallel(
         bar.close()
 
 
-def convert_one(record: ScanRecord, cache: VolumeCache) -> Converted:
+def convert_one(record: ScanRecord, cache: VolumeCache, positions: Sequence[int] | None = None) -> Converted:
     """Read, preprocess and store one scan; a failure comes back as a problem, never as a partial file."""
-    return guarded_conversion(record, lambda: load_volume(record, cache.prep), cache)
+    return guarded_conversion(record, lambda: load_volume(record, cache.prep, positions), cache)
 
 
 def guarded_conversion(record: ScanRecord, read: Callable[[], np.ndarray], cache: VolumeCache) -> Converted:
@@ -303,9 +295,9 @@ def write_report(cache: VolumeCache, report: IngestReport) -> None:
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **report.to_dict(),
     }
-    write_json_atomic(cache.directory / REPORT_JSON, payload)
+    write_json_atomic(cache.directory / INGEST_REPORT_JSON, payload)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(ScanProblem._fields)
     writer.writerows(report.failed)
-    write_text_atomic(cache.directory / REPORT_CSV, buffer.getvalue())
+    write_text_atomic(cache.directory / INGEST_REPORT_CSV, buffer.getvalue())

@@ -17,7 +17,7 @@ from monai.data import DataLoader
 
 from darnet_pl.data.dataset import ScanDataset, VolumeLoader
 from darnet_pl.data.records import ScanRecord
-from darnet_pl.data.sampling import EpochKey, ResumableDataLoader, ResumableSampler
+from darnet_pl.data.sampling import EpochKey, ResumableDataLoader, ResumableSampler, per_device_batch
 from darnet_pl.data.splits import (
     SplitError,
     read_split_manifest,
@@ -27,7 +27,6 @@ from darnet_pl.data.splits import (
     write_split_manifest,
 )
 from darnet_pl.data.transforms import AugmentConfig, DeviceAugmentation, eval_transforms, train_transforms
-from darnet_pl.distributed.ddp import per_device
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +159,7 @@ class CTDataModule(pl.LightningDataModule):
         workers = self.hparams.num_workers
         world = self.trainer.world_size if self.trainer is not None else 1
         return {
-            "batch_size": per_device(self.hparams.batch_size, world),
+            "batch_size": per_device_batch(self.hparams.batch_size, world),
             "num_workers": workers,
             "pin_memory": self.hparams.pin_memory,
             "persistent_workers": self.hparams.persistent_workers and workers > 0,

@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-DEFAULT_CLASS_NAMES: tuple[str, ...] = ("CP", "NCP", "Normal")
+CLASS_NAMES: tuple[str, ...] = ("CP", "NCP", "Normal")
 """Label order of the paper's code: CP=0, NCP (COVID-19)=1, Normal=2."""
 
 KEY_SEPARATOR = "__"
@@ -57,10 +57,6 @@ def scan_key(class_name: str, patient_id: str, scan_id: str) -> str:
 def _ascii_safe(text: str) -> str:
     """ASCII letters, digits and ``-_.`` kept, anything else ``-``: one byte per character in a file name."""
     return "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_.") else "-" for ch in text)
-
-
-def _safe(text: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in str(text))
 
 
 def label_of(record: ScanRecord, class_names: Sequence[str]) -> int:

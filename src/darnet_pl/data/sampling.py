@@ -12,7 +12,7 @@ augmentations (and, mid-epoch, other batches) than the run that was interrupted.
   done, and a resumed loader starts that epoch at the next batch.
 
 Together with the model/optimizer/scheduler state in the checkpoint, a resumed CPU run in deterministic mode
-ends with the same weights and metrics as one that was never interrupted (tests/test_resume.py).
+ends with the same weights and metrics as one that was never interrupted (tests/training/test_resume.py).
 """
 
 from __future__ import annotations
@@ -78,3 +78,13 @@ class ResumableDataLoader(DataLoader):
     def load_state_dict(self, state: dict[str, int]) -> None:
         if state and isinstance(self.sampler, ResumableSampler):
             self.sampler.resume(state["epoch"], state["batches_done"] * self.batch_size)
+
+
+def per_device_batch(batch_size: int, world_size: int) -> int:
+    """The share of a global batch one process loads; refuses a batch that does not split evenly."""
+    if batch_size % world_size:
+        raise ValueError(
+            f"data.batch_size={batch_size} is the global batch and must be divisible by the number of processes "
+            f"({world_size}); choose e.g. data.batch_size={max(1, round(batch_size / world_size)) * world_size}"
+        )
+    return batch_size // world_size

@@ -11,6 +11,7 @@ import csv
 import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +131,47 @@ def read_split_manifest(path: str | os.PathLike[str]) -> tuple[list[ScanRecord],
         by_chunk[chunks[record.key]].append(record)
     check_no_patient_leakage(by_chunk)
     return records, chunks
+
+
+@dataclass
+class ChunkAssignment:
+    """Which chunk each available scan is in, and what a manifest and the data disagree on.
+
+    ``unplaced``: keys of scans the data has but the manifest lacks (training refuses them: a split must place
+    every scan); ``absent``: keys the manifest lists but the data lacks (left out by cleaning or an exclusion, or
+    failed at ingest: dropped from the split).
+    """
+
+    chunks: dict[str, str]
+    unplaced: list[str] = field(default_factory=list)
+    absent: list[str] = field(default_factory=list)
+    manifest: str | None = None
+
+
+def assign_chunks(
+    records: Sequence[ScanRecord],
+    split: str,
+    split_manifest: str | os.PathLike[str] | None = None,
+    n_folds: int = 5,
+    split_seed: int = 0,
+) -> ChunkAssignment:
+    """The one split policy, used by training and by ``darnet-prepare``'s summary alike.
+
+    ``split="paper"``: the manifest's chunks, restricted to the scans available; otherwise a seeded stratified
+    patient-level split into ``n_folds`` + 1 chunks.
+    """
+    if split == "paper":
+        if not split_manifest:
+            raise SplitError("data.split=paper needs data.split_manifest=<path to the split CSV>")
+        _, manifest = read_split_manifest(split_manifest)
+        available = {r.key for r in records}
+        return ChunkAssignment(
+            chunks={key: chunk for key, chunk in manifest.items() if key in available},
+            unplaced=[r.key for r in records if r.key not in manifest],
+            absent=[key for key in manifest if key not in available],
+            manifest=str(split_manifest),
+        )
+    return ChunkAssignment(stratified_patient_chunks(records, n_folds=int(n_folds), seed=int(split_seed)))
 
 
 def write_split_manifest(

@@ -212,22 +212,11 @@ class AllReduceSyncBatchNorm(LayerSync):
         return to_plain_batchnorm(model)
 
 
-def per_device(batch_size: int, world_size: int) -> int:
-    """The share of a global batch one process loads; refuses a batch that does not split evenly."""
-    if batch_size % world_size:
-        raise ValueError(
-            f"data.batch_size={batch_size} is the global batch and must be divisible by the number of processes "
-            f"({world_size}); choose e.g. data.batch_size={max(1, round(batch_size / world_size)) * world_size}"
-        )
-    return batch_size // world_size
-
-
 __all__ = [
     "AllReduceSyncBatchNorm",
     "GlobalBatchNorm",
     "HydraDDPStrategy",
     "HydraJobLauncher",
     "hydra_job_command",
-    "per_device",
     "single_device_trainer",
 ]

@@ -1,7 +1,7 @@
 """Explanations of DARNet's decisions: CAM / Grad-CAM maps, depth-attention curves, and their pictures and files.
 
-``cam`` needs only torch; ``overlay`` (PNG, matplotlib), ``nifti`` (nibabel) and ``wandb_cam`` (a Lightning
-callback) are imported from their modules when needed.
+``cam`` needs only torch; ``overlay`` (PNG, matplotlib) and ``nifti`` (nibabel) are imported from their modules
+when needed. The W&B callback that logs CAM samples during training lives in ``training.wandb_cam``.
 """
 
 from darnet_pl.explain.cam import (

@@ -24,7 +24,6 @@ import io
 import json
 import logging
 import os
-import sys
 import warnings
 from collections.abc import Sequence
 from importlib import metadata as importlib_metadata
@@ -35,8 +34,6 @@ import torch
 
 from darnet_pl.models import DARNet
 from darnet_pl.runs.checkpoints import CheckpointMetadata, load_for_inference
-from darnet_pl.utils.console import EXIT_SIGINT, EXIT_USER_ERROR, OneLineParser
-from darnet_pl.utils.errors import USER_ERRORS, one_line
 from darnet_pl.utils.io import check_writable, output_folder, publish_files
 
 METADATA_KEY = "darnet"
@@ -261,39 +258,3 @@ def check_not_there(folder: Path, names: Any, overwrite: bool) -> None:
     existing = [str(folder / name) for name in names if (folder / name).exists()]
     if existing and not overwrite:
         raise ExportError(f"{existing[0]}: exists (pass --overwrite to replace the export)")
-
-
-def build_parser() -> OneLineParser:
-    parser = OneLineParser(
-        prog="darnet-export",
-        description="Export a DARNet checkpoint as TorchScript and/or ONNX with its preprocessing metadata.",
-    )
-    parser.add_argument("--ckpt", required=True, help="the checkpoint (.ckpt) to export")
-    parser.add_argument("--format", nargs="+", choices=FORMATS, default=list(FORMATS), help="default: both")
-    parser.add_argument("--out", default=None, help="output folder (default: the checkpoint's folder)")
-    parser.add_argument("--name", default=None, help="file name stem (default: the checkpoint's)")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (>= {MIN_OPSET})")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing exported files")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point: 0 on success, 2 on user errors (one line), 130 when interrupted (nothing written)."""
-    args = build_parser().parse_args(argv)
-    try:
-        written = export(args.ckpt, args.out, args.format, args.name, args.opset, args.overwrite)
-    except USER_ERRORS as error:
-        if os.environ.get("DARNET_FULL_ERROR"):
-            raise
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except KeyboardInterrupt:  # files are only written together at the end: an interrupt leaves none
-        print("interrupted: nothing was written", file=sys.stderr)
-        return EXIT_SIGINT
-    for fmt, path in written.items():
-        print(f"{fmt}: {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -29,14 +29,11 @@ the command that continues (the same one with ``--resume``, which predicts only 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import datetime as dt
 import json
 import logging
-import os
-import shlex
 import shutil
 import sys
 import time
@@ -51,25 +48,20 @@ import torch
 from darnet_pl.data.preprocess import Preprocessing
 from darnet_pl.data.readers.scans import NIFTI_SUFFIXES, ScanError, load_volume
 from darnet_pl.data.records import ScanRecord
-from darnet_pl.explain.cam import CAM_METHODS, depth_attention_weights, explain, has_depth_attention, normalise
+from darnet_pl.explain.cam import depth_attention_weights, explain, has_depth_attention, normalise
 from darnet_pl.models import DARNet
 from darnet_pl.runs.checkpoints import CheckpointMetadata, load_for_inference, resolve_checkpoints
-from darnet_pl.utils.console import EXIT_SIGINT, EXIT_SIGTERM, OneLineParser, Terminated, sigterm_raises
-from darnet_pl.utils.errors import USER_ERRORS, one_line
+from darnet_pl.runs.layout import PREDICTIONS_FILE
+from darnet_pl.runs.predictions import prob_column
 from darnet_pl.utils.io import (
-    StorageError,
     atomic_path,
-    check_writable,
-    output_folder,
     storage_guard,
     write_json_atomic,
 )
+from darnet_pl.utils.text import safe_name
 
 log = logging.getLogger(__name__)
 
-EXIT_OK = 0
-EXIT_USER_ERROR = 2
-EXIT_SCAN_ERRORS = 3
 DEFAULT_OUT_ROOT = "darnet-predictions"
 SAVE_INTERVAL_S = 5.0
 """The outputs are rewritten after the first batch and then at most this often (and at the end, and on Ctrl-C)."""
@@ -108,12 +100,7 @@ def _stem(path: Path) -> str:
     return name
 
 
-def _safe_name(text: str) -> str:
-    cleaned = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in text).strip(".")
-    return cleaned or "scan"
-
-
-def read_scan_list(csv_path: Path) -> list[tuple[str | None, Path]]:
+def read_scan_csv(csv_path: Path) -> list[tuple[str | None, Path]]:
     """(scan_id or None, path) rows of a CSV with a ``path`` column; relative paths are relative to the CSV.
 
     Every way a list can be unusable (not UTF-8, not CSV, no ``path`` column, no rows) is one line naming the file:
@@ -157,7 +144,7 @@ def expand_inputs(items: Sequence[str]) -> list[ScanInput]:
     for item in items:
         path = Path(item).expanduser()
         if path.suffix.lower() == ".csv" and path.is_file():
-            entries.extend(read_scan_list(path))
+            entries.extend(read_scan_csv(path))
         else:
             entries.append((None, path))
     if not entries:
@@ -165,7 +152,7 @@ def expand_inputs(items: Sequence[str]) -> list[ScanInput]:
     used: dict[str, int] = {}
     scans = []
     for scan_id, path in entries:
-        base = _safe_name(scan_id or _stem(path))
+        base = safe_name(scan_id or _stem(path)).strip(".") or "scan"
         count = used.get(base, 0) + 1
         used[base] = count
         scans.append(ScanInput(base if count == 1 else f"{base}-{count}", path))
@@ -189,7 +176,7 @@ def load_scan(scan: ScanInput, prep: Preprocessing) -> np.ndarray:
 
 
 @dataclass
-class Ensemble:
+class ModelEnsemble:
     """Models that agree on classes, input size and preprocessing; their softmax outputs are averaged."""
 
     models: list[DARNet]
@@ -222,7 +209,7 @@ def check_agreement(metadata: Sequence[CheckpointMetadata]) -> None:
                 raise UsageError(f"checkpoints disagree on the {what}: {first.path} has {a}, {other.path} has {b}")
 
 
-def load_ensemble(paths: Sequence[str], device: torch.device) -> Ensemble:
+def load_ensemble(paths: Sequence[str], device: torch.device) -> ModelEnsemble:
     files = resolve_checkpoints(paths)
     loaded = [load_for_inference(path, map_location=device) for path in files]
     metadata = [meta for _, meta in loaded]
@@ -230,14 +217,14 @@ def load_ensemble(paths: Sequence[str], device: torch.device) -> Ensemble:
     for meta in metadata:
         if meta.preprocessing_origin == "default":
             log.warning("%s stores no preprocessing: using the defaults %s", meta.path, meta.preprocessing)
-    return Ensemble([model for model, _ in loaded], metadata)
+    return ModelEnsemble([model for model, _ in loaded], metadata)
 
 
 # ---------------------------------------------------------------------------------------------- CAM
 
 
 def write_explanations(
-    ensemble: Ensemble,
+    ensemble: ModelEnsemble,
     x: torch.Tensor,
     volumes: Sequence[np.ndarray],
     results: Sequence[ScanResult],
@@ -338,7 +325,7 @@ def remove_cam_folders(out: Path, scans: Sequence[ScanInput]) -> None:
 
 
 def predict(
-    ensemble: Ensemble,
+    ensemble: ModelEnsemble,
     scans: Sequence[ScanInput],
     out: Path,
     *,
@@ -381,7 +368,7 @@ def predict(
 
 
 def _predict_batch(
-    ensemble: Ensemble,
+    ensemble: ModelEnsemble,
     batch: Sequence[ScanInput],
     out: Path,
     device: torch.device,
@@ -427,7 +414,7 @@ class Saver:
     bounds what rewriting costs on long runs (one rewrite per ``interval``, not per batch).
     """
 
-    def __init__(self, out: Path, ensemble: Ensemble, cam_method: str | None, cam_class: str | None,
+    def __init__(self, out: Path, ensemble: ModelEnsemble, cam_method: str | None, cam_class: str | None,
                  interval: float = SAVE_INTERVAL_S) -> None:  # fmt: skip
         self.out, self.ensemble, self.cam_method, self.cam_class = out, ensemble, cam_method, cam_class
         self.interval = interval
@@ -445,7 +432,7 @@ class Saver:
 
 def write_outputs(
     out: Path,
-    ensemble: Ensemble,
+    ensemble: ModelEnsemble,
     results: Sequence[ScanResult],
     cam_method: str | None,
     cam_class: str | None = None,
@@ -456,7 +443,7 @@ def write_outputs(
 
 
 def _write_outputs(
-    out: Path, ensemble: Ensemble, results: Sequence[ScanResult], cam_method: str | None, cam_class: str | None
+    out: Path, ensemble: ModelEnsemble, results: Sequence[ScanResult], cam_method: str | None, cam_class: str | None
 ) -> None:
     names = ensemble.class_names
     done = [r for r in results if r.error is None]
@@ -496,9 +483,9 @@ def _write_outputs(
     }
     # predictions.json first: it is what --resume reads, so it is never older than the CSV files
     write_json_atomic(out / "predictions.json", payload)
-    with atomic_path(out / "predictions.csv") as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_path(out / PREDICTIONS_FILE) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["scan", "path", "predicted", *(f"prob_{n}" for n in names)])
+        writer.writerow(["scan", "path", "predicted", *(prob_column(n) for n in names)])
         for r in done:
             p = r.probabilities
             writer.writerow([r.scan.name, str(r.scan.path), names[int(np.argmax(p))], *(f"{v:.6f}" for v in p)])
@@ -511,7 +498,7 @@ def _write_outputs(
 # ---------------------------------------------------------------------------------------------- resume
 
 
-def earlier_results(out: Path, ensemble: Ensemble, scans: Sequence[ScanInput], cam_method: str | None,
+def earlier_results(out: Path, ensemble: ModelEnsemble, scans: Sequence[ScanInput], cam_method: str | None,
                     cam_class: str | None) -> dict[str, ScanResult]:  # fmt: skip
     """The scans an earlier, interrupted run in ``out`` predicted (``--resume``), read back from predictions.json.
 
@@ -571,125 +558,3 @@ def _result_from_json(entry: dict[str, Any], names: Sequence[str]) -> ScanResult
         result.cam_dir = str(entry["cam_dir"])
         result.extra["cam_class"] = entry.get("cam_class")
     return result
-
-
-def resume_command(argv: Sequence[str], out: Path, given_out: bool) -> str:
-    """The command that continues an interrupted run: the same one, with ``--resume`` (and the folder used)."""
-    args = [a for a in argv if a != "--overwrite"]
-    if not given_out:
-        args += ["--out", str(out)]
-    if "--resume" not in args:
-        args.append("--resume")
-    return shlex.join(["darnet-predict", *args])
-
-
-# ---------------------------------------------------------------------------------------------- command line
-
-
-def build_parser() -> OneLineParser:
-    parser = OneLineParser(
-        prog="darnet-predict",
-        description="Classify chest CT scans (NIfTI, DICOM series, slice folders, CSV lists) with trained DARNet "
-        "checkpoints; several checkpoints are averaged.",
-    )
-    parser.add_argument(
-        "--ckpt", action="append", required=True, metavar="PATH",
-        help="a checkpoint file, or a run/sweep folder (each job contributes its best checkpoint); repeat the "
-        "option for an ensemble",
-    )  # fmt: skip
-    parser.add_argument("--cam", action="store_true", help="write CAM montages, NIfTI maps and DA curves")
-    parser.add_argument("--cam-method", choices=CAM_METHODS, default="cam", help="cam (paper) or gradcam")
-    parser.add_argument("--cam-class", default=None, help="explain this class (default: the predicted one)")
-    parser.add_argument("--cam-slices", type=int, default=12, help="axial slices in a montage (default 12)")
-    parser.add_argument("--out", default=None, help=f"output folder (default ./{DEFAULT_OUT_ROOT}/<timestamp>)")
-    parser.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --out")
-    parser.add_argument(
-        "--resume", action="store_true",
-        help="continue an interrupted run in --out: keep its predictions, predict only the scans it has not",
-    )  # fmt: skip
-    parser.add_argument("--batch-size", type=int, default=4, help="scans per forward pass (default 4)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
-    parser.add_argument("inputs", nargs="+", metavar="SCAN", help="NIfTI file, DICOM/slice folder, or CSV list")
-    return parser
-
-
-def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size must be positive, got {args.batch_size}")
-    if args.cam_slices < 1:
-        raise UsageError(f"--cam-slices must be positive, got {args.cam_slices}")
-    if args.resume and args.overwrite:
-        raise UsageError("--resume keeps what an earlier run predicted, --overwrite starts again: give one of them")
-    device = pick_device(args.device)
-    scans = expand_inputs(args.inputs)
-    out = out_dir(args.out)
-    check_out_dir(out, args.overwrite, args.resume)  # before the slow part; again below, once the folder is ours
-    ensemble = load_ensemble(args.ckpt, device)
-    cam_class = None
-    if args.cam_class is not None:
-        if args.cam_class not in ensemble.class_names:
-            raise UsageError(f"--cam-class {args.cam_class!r} is not one of {list(ensemble.class_names)}")
-        cam_class = ensemble.class_names.index(args.cam_class)
-    cam_method = args.cam_method if args.cam else None
-    with output_folder(out, "darnet-predict"):
-        check_out_dir(out, args.overwrite, args.resume)
-        check_writable(out)  # a read-only folder is refused now, not after every scan was predicted
-        earlier = earlier_results(out, ensemble, scans, cam_method, args.cam_class) if args.resume else {}
-        done = Progress(scans, dict(earlier))
-        save = Saver(out, ensemble, cam_method, args.cam_class)
-        try:
-            results = predict(
-                ensemble, scans, out, device=device, batch_size=args.batch_size, cam_method=cam_method,
-                cam_class=cam_class, cam_slices=args.cam_slices, done=done, after_batch=save,
-            )  # fmt: skip
-        except (KeyboardInterrupt, Terminated) as stop:
-            save(done.results(), final=True)
-            return interrupted(stop, done, out, resume_command(argv, out, args.out is not None))
-        except StorageError as error:
-            raise with_resume_hint(error, out, resume_command(argv, out, args.out is not None)) from None
-        save(results, final=True)
-    failed = sum(r.error is not None for r in results)
-    kept = f" ({len(earlier)} kept from the earlier run)" if earlier else ""
-    print(f"{len(results) - failed} of {len(results)} scan(s) predicted{kept}, {failed} failed; results in {out}")
-    return EXIT_SCAN_ERRORS if failed else EXIT_OK
-
-
-def with_resume_hint(error: StorageError, out: Path, command: str) -> StorageError:
-    """A write that failed after earlier batches were saved: say that they are kept and how to continue."""
-    if not (out / "predictions.json").is_file():
-        return error
-    return StorageError(error.errno, f"{error}; the scans saved before are kept, to continue: {command}")
-
-
-def interrupted(stop: BaseException, done: Progress, out: Path, command: str) -> int:
-    """One line: what was kept and the command that predicts the rest; exit 130 (Ctrl-C) or 143 (SIGTERM)."""
-    signal_name, code = ("SIGTERM", EXIT_SIGTERM) if isinstance(stop, Terminated) else ("Ctrl-C", EXIT_SIGINT)
-    kept, left = len(done.finished), len(done.todo())
-    print(
-        f"stopped by {signal_name}: {kept} scan(s) done and kept in {out / 'predictions.csv'}; to predict the other "
-        f"{left}, run: {command}",
-        file=sys.stderr,
-    )
-    return code
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point; returns the exit code (0 ok, 3 some scans failed, 2 usage/user errors, 130/143 stopped
-    by Ctrl-C/SIGTERM with the finished scans kept)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    try:
-        with sigterm_raises():
-            return run(args, argv)
-    except USER_ERRORS as error:
-        if os.environ.get("DARNET_FULL_ERROR"):
-            raise
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except (KeyboardInterrupt, Terminated) as stop:  # before any scan was predicted, or a second Ctrl-C
-        print("stopped: nothing more was written", file=sys.stderr)
-        return EXIT_SIGTERM if isinstance(stop, Terminated) else EXIT_SIGINT
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -11,51 +11,34 @@ Only reads: nothing under the sweep is written or moved here.
 
 from __future__ import annotations
 
-import csv
-import json
-import math
 import os
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from omegaconf import OmegaConf
 
-METRICS_FILE = "test_metrics.json"
-PREDICTIONS_FILE = "predictions.csv"
-CONFIG_FILE = "config_resolved.yaml"
-HYDRA_CONFIG = Path(".hydra") / "config.yaml"
-HYDRA_OVERRIDES = Path(".hydra") / "overrides.yaml"
+from darnet_pl.data.records import CLASS_NAMES
+from darnet_pl.runs.layout import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    HYDRA_CONFIG,
+    HYDRA_OVERRIDES,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+)
+from darnet_pl.runs.metrics_file import read_metrics_file
+from darnet_pl.runs.naming import experiment_overrides
+from darnet_pl.runs.predictions import InvalidPredictions, Predictions, read_predictions
+from darnet_pl.utils.text import safe_name
 
-DEFAULT_CLASS_NAMES = ("CP", "NCP", "Normal")
 DEFAULT_POSITIVE = "NCP"
 # The paper's order of the ablation rows (Tables III, IV); unknown variants follow alphabetically.
 VARIANT_ORDER = ("none", "ca", "da", "dual")
 
 # Folders that never hold a job: skipped while walking (speed) and never mistaken for jobs.
-_SKIP_DIRS = {".hydra", "checkpoints", "csv", "wandb", "tensorboard", "__pycache__", ".git", "report"}
-# Overrides that do not define an experiment: the fold is what is averaged over, the variant is its own key, the
-# rest only say where or whether a job runs.
-_IGNORED_OVERRIDE_KEYS = {"fold", "data.fold", "model.attention", "redo", "ckpt_path", "test"}
-_IGNORED_OVERRIDE_PREFIXES = ("hydra.", "paths.", "logger", "trainer.devices", "trainer.accelerator")
-
-
-@dataclass
-class Predictions:
-    """Per-scan test probabilities of one job, in the class order of ``class_names``."""
-
-    patient_ids: np.ndarray  # (N,) str
-    scan_ids: np.ndarray  # (N,) str
-    labels: np.ndarray  # (N,) int
-    probs: np.ndarray  # (N, K) float64
-    class_names: tuple[str, ...]
-
-    @property
-    def keys(self) -> list[tuple[str, str]]:
-        return list(zip(self.patient_ids.tolist(), self.scan_ids.tolist(), strict=True))
+_SKIP_DIRS = {".hydra", CHECKPOINT_DIR, "csv", "wandb", "tensorboard", "__pycache__", ".git", "report"}
 
 
 @dataclass
@@ -99,7 +82,7 @@ class Group:
     def slug(self) -> str:
         """A file-name-safe name of the group: the variant, then the differing overrides."""
         text = "__".join((self.variant, *self.shown_overrides))
-        return re.sub(r"[^A-Za-z0-9_.=-]+", "-", text).strip("-") or "run"
+        return safe_name(text, keep="_.=-") or "run"
 
 
 @dataclass
@@ -112,7 +95,7 @@ class Collection:
     @property
     def class_names(self) -> tuple[str, ...]:
         done = [job for job in self.jobs if job.complete] or self.jobs
-        return done[0].class_names if done else DEFAULT_CLASS_NAMES
+        return done[0].class_names if done else CLASS_NAMES
 
     @property
     def positive_class(self) -> str:
@@ -157,88 +140,9 @@ def _select(config: Any, dotted: str) -> Any:
     return node
 
 
-def _override_key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
-
-
-def experiment_overrides(overrides: Sequence[str]) -> tuple[str, ...]:
-    """The overrides that define the experiment: without fold, variant and where-to-write settings."""
-    kept = []
-    for item in overrides:
-        key = _override_key(str(item))
-        if key in _IGNORED_OVERRIDE_KEYS or key.startswith(_IGNORED_OVERRIDE_PREFIXES):
-            continue
-        kept.append(str(item))
-    return tuple(sorted(kept))
-
-
 def read_metrics(path: Path) -> dict[str, float]:
     """``test_metrics.json`` with the ``test/`` prefix dropped: keys as PaperMetrics names them."""
-    raw = json.loads(path.read_text(encoding="utf-8"))
-    return {str(k).removeprefix("test/"): float(v) for k, v in raw.items()}
-
-
-class InvalidPredictions(ValueError):
-    """A well-formed ``predictions.csv`` whose numbers are not probabilities or labels (NaN, 1.7, label 9).
-
-    Unlike a torn or foreign file (a problem: the job is left out of the ensemble and the report says so), this
-    stops the report: the job's model produced these numbers, so its ``test_metrics.json`` cannot be trusted
-    either, and a table averaged over it would look valid.
-    """
-
-
-def _probability(path: Path, line: int, column: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0.0 <= value <= 1.0:  # NaN fails this too
-        raise InvalidPredictions(f"{path}, line {line}: {column} is {text!r}, not a probability in [0, 1]")
-    return value
-
-
-def _label(path: Path, line: int, text: str, n_classes: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value < n_classes:
-        raise InvalidPredictions(f"{path}, line {line}: label is {text!r}, not a class index 0..{n_classes - 1}")
-    return value
-
-
-def read_predictions(path: Path, class_names: Sequence[str] | None = None) -> Predictions:
-    """``predictions.csv`` as arrays; classes in ``class_names`` order (else the order of the ``prob_*`` columns).
-
-    ValueError for a file that is not a predictions table (missing columns, no rows, a torn line);
-    InvalidPredictions for values that are no probabilities or labels.
-    """
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
-        rows = list(reader)
-    prob_columns = [name[len("prob_") :] for name in header if name.startswith("prob_")]
-    names = tuple(class_names) if class_names else tuple(prob_columns)
-    columns = ("patient_id", "scan_id", "label", *(f"prob_{n}" for n in names))
-    missing = [c for c in columns if c not in header]
-    if missing:
-        raise ValueError(f"{path}: missing columns {missing}")
-    if not rows:
-        raise ValueError(f"{path}: no predictions")
-    for line, row in enumerate(rows, start=2):
-        if any(row[c] is None for c in columns):
-            raise ValueError(f"{path}, line {line}: fewer fields than the header (a torn line)")
-    probs = np.array(
-        [[_probability(path, line, f"prob_{n}", row[f"prob_{n}"]) for n in names] for line, row in enumerate(rows, 2)],
-        dtype=np.float64,
-    )
-    return Predictions(
-        patient_ids=np.array([row["patient_id"] for row in rows], dtype=str),
-        scan_ids=np.array([row["scan_id"] for row in rows], dtype=str),
-        labels=np.array([_label(path, line, row["label"], len(names)) for line, row in enumerate(rows, 2)], np.int64),
-        probs=probs,
-        class_names=names,
-    )
+    return {k.removeprefix("test/"): v for k, v in read_metrics_file(path).items()}
 
 
 def read_job(path: Path) -> Job:
@@ -265,7 +169,7 @@ def read_job(path: Path) -> Job:
         variant=str(variant) if isinstance(variant, str) else "unknown",
         fold=int(fold) if isinstance(fold, int) else None,
         overrides=overrides,
-        class_names=tuple(class_names) if isinstance(class_names, list) else DEFAULT_CLASS_NAMES,
+        class_names=tuple(class_names) if isinstance(class_names, list) else CLASS_NAMES,
         positive_class=str(positive) if isinstance(positive, str) else DEFAULT_POSITIVE,
         problems=problems,
     )

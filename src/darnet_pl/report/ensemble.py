@@ -2,9 +2,14 @@
 
 Point estimates go through the project's own ``PaperMetrics`` (probabilities fed as logits = log p, whose softmax
 is p again), so every number means exactly what a training job's ``test_metrics.json`` means. The bootstrap needs
-the same metrics thousands of times; ``weighted_metrics`` re-implements them in numpy for a whole batch of
-resamples at once (a resample is a vector of integer scan weights: how often each scan's patient was drawn), and
-the tests check it against ``PaperMetrics`` at unit weights.
+the same metrics thousands of times; ``weighted_metrics`` computes them for a whole batch of resamples at once (a
+resample is a vector of integer scan weights: how often each scan's patient was drawn): weighted confusion matrices
+and a weighted AUC, turned into metrics by the very function ``PaperMetrics`` uses
+(``darnet_pl.metrics.metrics_from_counts``), and the tests check it against ``PaperMetrics`` at unit weights.
+
+Undefined metrics (a class absent from the test set: its AUC, sensitivity, maybe F1) are NaN in the point estimate
+and in every resample; a percentile interval is over the resamples where the metric is defined (``n_valid``), and
+NaN where the point estimate is NaN.
 
 Resampling is by patient, with all their scans, because scans of one patient are not independent: resampling
 scans would give intervals that are too narrow.
@@ -19,8 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from darnet_pl.metrics import PaperMetrics
-from darnet_pl.report.collect import Predictions
+from darnet_pl.metrics import PaperMetrics, UndefinedMetricWarning, metrics_from_counts
+from darnet_pl.runs.predictions import Predictions
 
 # float32 softmax of log(p) must stay finite: a probability of exactly 0 becomes the smallest normal float32.
 _TINY = float(np.finfo(np.float32).tiny)
@@ -37,7 +42,7 @@ def paper_metrics(
     metrics = PaperMetrics(class_names, positive_class)
     metrics.update(probs_to_logits(probs), torch.as_tensor(np.asarray(labels), dtype=torch.long))
     with warnings.catch_warnings():  # a class absent from the test set: the report notes it once, in words
-        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
         return metrics.compute()
 
 
@@ -48,7 +53,7 @@ def as_paper_sees_them(probs: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class Ensemble:
+class FoldEnsemble:
     """The mean softmax of a group's fold models on the scans all of them were tested on."""
 
     probs: np.ndarray  # (N, K) mean over folds
@@ -69,7 +74,7 @@ class Ensemble:
         return len(np.unique(self.patient_ids))
 
 
-def fold_ensemble(predictions: Sequence[Predictions], folds: Sequence[int | None]) -> Ensemble:
+def fold_ensemble(predictions: Sequence[Predictions], folds: Sequence[int | None]) -> FoldEnsemble:
     """Join the folds' predictions on (patient_id, scan_id) and average their probabilities.
 
     All folds should have been tested on the same scans. If not, the ensemble is built on the scans every fold saw,
@@ -106,7 +111,7 @@ def fold_ensemble(predictions: Sequence[Predictions], folds: Sequence[int | None
         same = False
     fold_probs, labels = fold_probs[:, agree], fold_labels[0, agree]
     keys = [key for key, ok in zip(order, agree, strict=True) if ok]
-    return Ensemble(
+    return FoldEnsemble(
         probs=fold_probs.mean(axis=0),
         fold_probs=fold_probs,
         labels=labels,
@@ -116,12 +121,6 @@ def fold_ensemble(predictions: Sequence[Predictions], folds: Sequence[int | None
         same_test_set=same,
         notes=notes,
     )
-
-
-def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """0 where the denominator is 0, as PaperMetrics (scikit-learn's zero_division=0)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
 
 
 def weighted_auc(scores: np.ndarray, positive: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -147,44 +146,18 @@ def weighted_auc(scores: np.ndarray, positive: np.ndarray, weights: np.ndarray) 
 def weighted_metrics(
     probs: np.ndarray, labels: np.ndarray, weights: np.ndarray, class_names: Sequence[str], positive_class: str
 ) -> dict[str, np.ndarray]:
-    """PaperMetrics' main numbers for every row of scan weights ``weights`` (B, N); each value has shape (B,)."""
+    """Every PaperMetrics number for every row of scan weights ``weights`` (B, N); each value has shape (B,).
+
+    NaN where a metric is undefined in a resample (as PaperMetrics gives NaN on the same scans); no warning.
+    """
     k = probs.shape[1]
-    p = list(class_names).index(positive_class)
-    block = f"{k}class"
+    labels = np.asarray(labels, dtype=np.int64)
     pred = probs.argmax(axis=1)
     cell = np.zeros((len(labels), k * k))
     cell[np.arange(len(labels)), labels * k + pred] = 1.0
     confusion = (weights @ cell).reshape(-1, k, k)  # (B, true, predicted)
-    total = confusion.sum(axis=(1, 2))
-    tp = np.diagonal(confusion, axis1=1, axis2=2)
-    fn = confusion.sum(axis=2) - tp
-    fp = confusion.sum(axis=1) - tp
-    tn = total[:, None] - tp - fn - fp
-    sensitivity = _safe_div(tp, tp + fn)
-    specificity = _safe_div(tn, tn + fp)
-    precision = _safe_div(tp, tp + fp)
-    f1 = _safe_div(2 * precision * sensitivity, precision + sensitivity)
-    acc_ovr = _safe_div(tp + tn, np.broadcast_to(total[:, None], tp.shape))
     auc = np.stack([weighted_auc(probs[:, c], labels == c, weights) for c in range(k)], axis=1)
-    out = {
-        "2class/auc": auc[:, p],
-        "2class/accuracy": acc_ovr[:, p],
-        "2class/sensitivity": sensitivity[:, p],
-        "2class/specificity": specificity[:, p],
-        "2class/f1": f1[:, p],
-        f"{block}/auc_macro": auc.mean(axis=1),
-        f"{block}/accuracy": _safe_div(tp.sum(axis=1), total),
-        f"{block}/accuracy_ovr_macro": acc_ovr.mean(axis=1),
-        f"{block}/sensitivity_macro": sensitivity.mean(axis=1),
-        f"{block}/specificity_macro": specificity.mean(axis=1),
-        f"{block}/f1_macro": f1.mean(axis=1),
-    }
-    for c, name in enumerate(class_names):
-        out[f"{block}/{name}/auc"] = auc[:, c]
-        out[f"{block}/{name}/sensitivity"] = sensitivity[:, c]
-        out[f"{block}/{name}/specificity"] = specificity[:, c]
-        out[f"{block}/{name}/f1"] = f1[:, c]
-    return out
+    return metrics_from_counts(confusion, auc, class_names, positive_class)
 
 
 @dataclass
@@ -223,6 +196,9 @@ def patient_bootstrap(
 ) -> Bootstrap:
     """Percentile ``level`` intervals of every PaperMetrics number, resampling patients with all their scans.
 
+    Resamples where a metric is undefined (NaN: e.g. no scan of a class drawn) are left out of its interval and
+    ``n_valid`` counts the others; a metric undefined on the whole set has the interval (NaN, NaN).
+
     Resamples are processed ``chunk`` at a time (memory B x N), so 1000 resamples of ~1000 scans take well under a
     second; the same ``seed`` gives the same intervals.
     """
@@ -234,12 +210,15 @@ def patient_bootstrap(
         weights = resample_weights(np.asarray(patient_ids), min(chunk, n_resamples - start), rng)
         for name, values in weighted_metrics(probs, labels, weights, class_names, positive_class).items():
             collected.setdefault(name, []).append(values)
+    # The point estimate, by the same computation at unit weights: a metric undefined on all the data gets no
+    # interval (it is undefined in every resample as well: a resample only repeats patients).
+    point = weighted_metrics(probs, labels, np.ones((1, len(labels))), class_names, positive_class)
     alpha = (1.0 - level) / 2.0
     intervals: dict[str, tuple[float, float]] = {}
     n_valid: dict[str, int] = {}
     for name, parts in collected.items():
         values = np.concatenate(parts)
-        valid = values[np.isfinite(values)]
+        valid = values[np.isfinite(values)] if np.isfinite(point[name][0]) else values[:0]
         n_valid[name] = len(valid)
         if len(valid):
             low, high = np.quantile(valid, [alpha, 1.0 - alpha])

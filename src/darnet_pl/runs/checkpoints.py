@@ -30,9 +30,8 @@ import torch
 
 from darnet_pl.data.preprocess import Preprocessing
 from darnet_pl.models import DARNet
+from darnet_pl.runs.layout import BEST_CHECKPOINT_GLOB, CHECKPOINT_DIR, LAST_CHECKPOINT
 
-BEST_CHECKPOINT_GLOB = "*.ckpt"
-LAST_CHECKPOINT = "last.ckpt"
 MODEL_PREFIX = "net."
 
 
@@ -266,7 +265,7 @@ def resolve_checkpoints(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
         if any(path.glob(BEST_CHECKPOINT_GLOB)):
             folders = [path]
         else:
-            folders = sorted({p.parent for p in path.rglob(f"checkpoints/{BEST_CHECKPOINT_GLOB}")})
+            folders = sorted({p.parent for p in path.rglob(f"{CHECKPOINT_DIR}/{BEST_CHECKPOINT_GLOB}")})
         if not folders:
             raise CheckpointError(f"{path}: no checkpoints/ folder with .ckpt files in or below this folder")
         found.extend(best_checkpoint(folder) for folder in folders)

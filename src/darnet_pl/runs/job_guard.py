@@ -17,10 +17,10 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from darnet_pl.runs.layout import FAILED_FILE
 from darnet_pl.utils.io import write_json_atomic
 
 LOCK_FILE = ".job.lock"
-FAILED_FILE = "failed.json"
 
 
 class JobBusy(RuntimeError):

@@ -7,42 +7,55 @@ sweeps never collide.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
-# Overrides that do not change what a job computes (or are already in the path) stay out of the folder name.
-IGNORED_KEYS = (
-    "fold",
-    "model.attention",
-    "experiment",
-    "redo",
-    "logger",
-    "ckpt_path",
-    "tags",
-    "data.num_workers",
-    "data.root",
-    "data.cache_dir",
-    "data.split_manifest",
-    "trainer.accelerator",
-    "trainer.devices",
+from darnet_pl.utils.text import safe_name
+
+# Overrides that do not define the experiment: the variant (shown on its own), the fold, and where or how a job
+# runs. The report groups jobs by what is left; sweep job folders are named by it.
+NOT_EXPERIMENT_KEYS = frozenset(
+    {
+        "fold",
+        "data.fold",
+        "model.attention",
+        "redo",
+        "test",
+        "ckpt_path",
+        "tags",
+        "logger",
+        "data.num_workers",
+        "data.root",
+        "data.cache_dir",
+        "trainer.accelerator",
+        "trainer.devices",
+    }
 )
-IGNORED_PREFIXES = ("paths.", "hydra.", "hydra/", "callbacks.", "logger.")
+NOT_EXPERIMENT_PREFIXES = ("paths.", "hydra.", "hydra/", "callbacks.", "logger.")
+NOT_IN_FOLDER_NAME = frozenset({"experiment", "data.split_manifest"})
+"""Also left out of job folder names: the sweep folder is already the experiment's, and a path is no folder name."""
 
 
-def _key(override: str) -> str:
+def override_key(override: str) -> str:
+    """``data.size`` of ``+data.size=[8,32,32]``."""
     return override.split("=", 1)[0].lstrip("+~")
 
 
-def _is_ignored(key: str) -> bool:
-    return key in IGNORED_KEYS or key.startswith(IGNORED_PREFIXES)
+def experiment_overrides(overrides: Iterable[str]) -> tuple[str, ...]:
+    """The overrides that define the experiment, sorted, as given."""
+    kept = []
+    for item in overrides:
+        key = override_key(str(item))
+        if key not in NOT_EXPERIMENT_KEYS and not key.startswith(NOT_EXPERIMENT_PREFIXES):
+            kept.append(str(item))
+    return tuple(sorted(kept))
 
 
 def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9=.,_+-]+", "_", text).strip("_")[:120]
+    return safe_name(text, keep="=.,_+-", fill="_")[:120]
 
 
 def job_subdir(attention: str, fold: int, overrides: Iterable[str] = ()) -> str:
     """The folder of one sweep job below the sweep folder."""
-    extra = sorted(o.lstrip("+~") for o in overrides if not _is_ignored(_key(o)))
+    extra = sorted(o.lstrip("+~") for o in experiment_overrides(overrides) if override_key(o) not in NOT_IN_FOLDER_NAME)
     parts = [_safe(str(attention)), *(_safe(o) for o in extra), f"fold{_safe(str(fold))}"]
     return "/".join(p for p in parts if p)

@@ -1,0 +1,1 @@
+"""Training: the LightningModule, its callbacks and loggers, speed options, and ``train(cfg)`` (``training.run``)."""

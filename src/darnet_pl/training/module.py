@@ -15,8 +15,11 @@ import torch
 from pytorch_lightning.accelerators import CPUAccelerator
 from torch import nn
 
+from darnet_pl.data.records import CLASS_NAMES
 from darnet_pl.metrics import PaperMetrics
 from darnet_pl.models import DARNet
+from darnet_pl.models.pretrained import load_pretrained
+from darnet_pl.runs.predictions import prediction_row
 from darnet_pl.training.speed import apply_speed_options, memory_format_of, resolve_memory_format
 
 log = logging.getLogger(__name__)
@@ -34,7 +37,7 @@ class DARNetModule(pl.LightningModule):
         width: int = 64,
         in_channels: int = 1,
         input_size: Sequence[int] = (64, 224, 224),
-        class_names: Sequence[str] = ("CP", "NCP", "Normal"),
+        class_names: Sequence[str] = CLASS_NAMES,
         positive_class: str = "NCP",
         ca_reduction: int = 16,
         optimizer: OptimizerFactory | None = None,
@@ -42,6 +45,7 @@ class DARNetModule(pl.LightningModule):
         memory_format: str = "contiguous",
         compile: bool = False,
         activation_checkpointing: bool = False,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         # architecture and labels travel with the checkpoint; optimiser partials are in the run's config
@@ -68,6 +72,10 @@ class DARNetModule(pl.LightningModule):
         self.test_predictions: list[dict[str, Any]] = []
 
     def setup(self, stage: str) -> None:
+        if stage == "fit" and self.hparams.init_from and self._trainer is not None and not self.trainer.ckpt_path:
+            # a fresh fit starts from the file; a resumed one restores its own weights instead
+            report = load_pretrained(self.net, self.hparams.init_from)
+            log.info("%s", report.summary())
         if self.hparams.memory_format != "auto" or self._trainer is None:
             return
         accelerator = "cpu" if isinstance(self.trainer.accelerator, CPUAccelerator) else "gpu"
@@ -113,12 +121,9 @@ class DARNetModule(pl.LightningModule):
         self.log("test/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(labels))
         probs = logits.detach().float().softmax(dim=1).cpu()
         for i in range(len(labels)):
-            row = {
-                "patient_id": batch["patient_id"][i],
-                "scan_id": batch["scan_id"][i],
-                "label": int(labels[i]),
-            }
-            row.update({f"prob_{name}": float(probs[i, c]) for c, name in enumerate(self.class_names)})
+            row = prediction_row(
+                batch["patient_id"][i], batch["scan_id"][i], int(labels[i]), probs[i].tolist(), self.class_names
+            )
             self.test_predictions.append(row)
 
     def on_test_epoch_start(self) -> None:

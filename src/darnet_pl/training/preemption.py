@@ -15,9 +15,9 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-log = logging.getLogger(__name__)
+from darnet_pl.runs.layout import LAST_CHECKPOINT
 
-LAST_CHECKPOINT = "last.ckpt"
+log = logging.getLogger(__name__)
 
 
 class CheckpointOnSigterm(pl.Callback):

@@ -9,8 +9,6 @@ Files written into the run directory (each atomically): ``config_resolved.yaml``
 from __future__ import annotations
 
 import contextlib
-import csv
-import json
 import logging
 import signal
 import subprocess
@@ -28,14 +26,14 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from darnet_pl.distributed.ddp import single_device_trainer
+from darnet_pl.runs.layout import CONFIG_FILE, METRICS_FILE, PREDICTIONS_FILE, WANDB_RUN_ID_FILE, last_checkpoint
+from darnet_pl.runs.metrics_file import read_metrics_file, write_metrics_file
+from darnet_pl.runs.predictions import write_predictions
 from darnet_pl.training.memory_advice import out_of_memory_advice
 from darnet_pl.training.wandb_results import finish_wandb_runs, log_test_plots
-from darnet_pl.utils.io import atomic_path, write_json_atomic, write_text_atomic
+from darnet_pl.utils.io import write_text_atomic
 
 log = logging.getLogger(__name__)
-
-METRICS_FILE = "test_metrics.json"
-PREDICTIONS_FILE = "predictions.csv"
 
 
 def git_commit() -> str | None:
@@ -53,9 +51,6 @@ def build_callbacks(cfg: DictConfig, with_loggers: bool) -> list[pl.Callback]:
     """Callbacks from the config; the learning-rate monitor only where there is a logger to write to."""
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     return [c for c in callbacks if with_loggers or not isinstance(c, LearningRateMonitor)]
-
-
-WANDB_RUN_ID_FILE = "wandb_run_id.txt"
 
 
 def build_loggers(cfg: DictConfig, output_dir: Path, resuming: bool) -> list[Any]:
@@ -90,11 +85,11 @@ def wandb_run_id(output_dir: Path) -> str:
 
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path, redo: bool = False) -> str | None:
     """An explicit path, "last" (this run's last.ckpt), or - for an interrupted job - its own last.ckpt."""
-    if ckpt_path is None and not redo and (output_dir / "checkpoints" / "last.ckpt").is_file():
-        log.info("resuming the interrupted job from %s", output_dir / "checkpoints" / "last.ckpt")
-        return str(output_dir / "checkpoints" / "last.ckpt")
+    if ckpt_path is None and not redo and (last_checkpoint(output_dir)).is_file():
+        log.info("resuming the interrupted job from %s", last_checkpoint(output_dir))
+        return str(last_checkpoint(output_dir))
     if ckpt_path == "last":
-        last = output_dir / "checkpoints" / "last.ckpt"
+        last = last_checkpoint(output_dir)
         if not last.is_file():
             raise FileNotFoundError(f"{last}: ckpt_path=last, but this run has no last checkpoint")
         return str(last)
@@ -119,15 +114,6 @@ def check_resumable(path: str, cfg: DictConfig) -> None:
     )
 
 
-def write_predictions(rows: list[dict[str, Any]], path: Path) -> None:
-    if not rows:
-        return
-    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 @contextlib.contextmanager
 def advice_on_out_of_memory(cfg: DictConfig, phase: str) -> Iterator[None]:
     """A GPU out-of-memory error becomes one line naming the settings that would fit (see memory_advice)."""
@@ -149,7 +135,7 @@ def stop_after_sigterm(output_dir: Path) -> SystemExit:
     """Exit status 143 (128 + SIGTERM) with how to resume; the pre-emption callback saved last.ckpt."""
     from darnet_pl.utils.errors import in_multirun
 
-    last = output_dir / "checkpoints" / "last.ckpt"
+    last = last_checkpoint(output_dir)
     how = "run the same command again" if in_multirun() else f"add hydra.run.dir={output_dir} to the command"
     message = f"stopped by SIGTERM; {last} holds the training state; to resume, {how}"
     log.warning("%s", message)
@@ -166,9 +152,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics_path = output_dir / METRICS_FILE
     if metrics_path.is_file() and not cfg.get("redo", False):
         log.info("%s exists: this job already finished (redo=true runs it again)", metrics_path)
-        return json.loads(metrics_path.read_text())
+        return read_metrics_file(metrics_path)
 
-    write_text_atomic(output_dir / "config_resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    write_text_atomic(output_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
     pl.seed_everything(cfg.seed, workers=True)
 
     datamodule = instantiate(cfg.data, split_manifest_out=str(output_dir / "split_manifest.csv"), _convert_="all")
@@ -208,7 +194,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics = {k: float(v) for k, v in tester.callback_metrics.items() if k.startswith("test/")}
         if trainer.is_global_zero:
             write_predictions(model.test_predictions, output_dir / PREDICTIONS_FILE)
-            write_json_atomic(metrics_path, metrics)
+            write_metrics_file(metrics_path, metrics)
             log.info("test metrics written to %s", metrics_path)
             for logger in loggers:
                 if isinstance(logger, WandbLogger):

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from darnet_pl.runs.predictions import probabilities_of
+
 log = logging.getLogger(__name__)
 
 
@@ -36,7 +38,7 @@ def log_test_plots(logger: Any, predictions: Sequence[dict[str, Any]], class_nam
     if not predictions:
         return
     labels = np.array([int(row["label"]) for row in predictions])
-    probs = np.array([[float(row[f"prob_{name}"]) for name in class_names] for row in predictions])
+    probs = probabilities_of(predictions, class_names)
     try:
         roc = wandb.Table(columns=["class", "fpr", "tpr"], data=roc_table_rows(labels, probs, class_names))
         logger.experiment.log(

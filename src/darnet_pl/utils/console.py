@@ -15,9 +15,7 @@ import threading
 from collections.abc import Iterator
 from typing import NoReturn
 
-EXIT_USER_ERROR = 2
-EXIT_SIGINT = 128 + signal.SIGINT
-EXIT_SIGTERM = 128 + signal.SIGTERM
+from darnet_pl.utils.exit_codes import EXIT_USER_ERROR
 
 
 class OneLineParser(argparse.ArgumentParser):

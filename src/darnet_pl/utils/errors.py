@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from hydra.errors import InstantiationException
 from omegaconf.errors import MissingMandatoryValue
 
+from darnet_pl.utils.exit_codes import EXIT_USER_ERROR
 from darnet_pl.utils.io import StorageError
 
 log = logging.getLogger("darnet_pl")
@@ -30,7 +31,6 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     FloatingPointError,
     MissingMandatoryValue,
 )
-EXIT_USER_ERROR = 2
 
 
 def user_error_of(error: BaseException) -> BaseException | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from typing import NamedTuple
@@ -127,10 +127,11 @@ def scan_kind(path: str | os.PathLike[str]) -> str:
     raise ScanError(path, f"empty scan folder: no slice images or DICOM files{hint}")
 
 
-def load_volume(record: ScanRecord, prep: Preprocessing) -> np.ndarray:
+def load_volume(record: ScanRecord, prep: Preprocessing, positions: Sequence[int] | None = None) -> np.ndarray:
     """Read, check and preprocess one scan into a uint8 (D, H, W) volume of ``prep.size``.
 
-    ``record.n_slices``, when set (CC-CCII's index), must match the number of slices found.
+    ``record.n_slices``, when set (CC-CCII's index), must match the number of slices found. ``positions`` builds a
+    slice folder's scan from those slice positions only (a cleaning list's re-ordering); other scans refuse it.
     """
     if record.path is None:
         raise ScanError(record.key, "the record has no path to read")
@@ -138,7 +139,9 @@ def load_volume(record: ScanRecord, prep: Preprocessing) -> np.ndarray:
     if kind == "slices":
         from darnet_pl.data.readers.slices import read_slice_folder
 
-        return read_slice_folder(record.path, prep, expected_slices=record.n_slices)
+        return read_slice_folder(record.path, prep, expected_slices=record.n_slices, positions=positions)
+    if positions is not None:
+        raise ScanError(record.path, "slice positions apply to slice folders only")
     from darnet_pl.data.readers.volumes import read_dicom_series, read_nifti
 
     reader = read_nifti if kind == "nifti" else read_dicom_series

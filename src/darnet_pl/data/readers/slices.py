@@ -1,10 +1,12 @@
 """A scan stored as a folder of numbered 8-bit slice images (CC-CCII's format).
 
-Decoding dominates the cost of a scan (a 512x512 PNG takes 1-2 ms, resizing it a fraction of that), so the
-fast reader decodes only the slices the depth resampling samples, each once, and resizes it in-plane right
-away. Every slice's header is still checked (a few microseconds each), so a folder with a non-image, a 16-bit
-slice or mixed slice sizes is refused even where those slices would not be sampled. Damaged pixel data is
-found only in the slices that are decoded; an undecoded slice contributes nothing to the volume.
+Decoding dominates the cost of a scan (a 512x512 PNG takes 1-2 ms, resizing it a fraction of that), so with
+``linear``/``nearest`` depth interpolation the fast reader decodes only the slices the depth resampling samples,
+each once, and resizes it in-plane right away. Every slice's header is still checked (a few microseconds each),
+so a folder with a non-image, a 16-bit slice or mixed slice sizes is refused even where those slices would not
+be sampled. Damaged pixel data is found only in the slices that are decoded; an undecoded slice contributes
+nothing to the volume. With ``antialias`` (the authors' low-pass filtered resize) every slice contributes, so
+every slice is decoded, on several threads (``preprocess.decode_threads``; Pillow decodes without the GIL).
 
 16-bit slices are refused, not rescaled: slice folders are expected to hold windowed 8-bit pictures, and there
 is no way to know how a 16-bit one was scaled. Such data should come as NIfTI or DICOM in Hounsfield units.
@@ -123,7 +125,8 @@ def read_slice_folder(
     expected_slices: int | None = None,
     positions: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """Fast reader: uint8 (D, H, W) volume of ``prep.size``, decoding only the slices depth sampling uses.
+    """Fast reader: uint8 (D, H, W) volume of ``prep.size``, decoding only the slices depth sampling uses
+    (all of them with ``antialias``).
 
     ``positions`` (0-based, into the numerically ordered slices) makes the scan out of those slices in that
     order - the hook a cleaning list uses to re-order slices and drop repeated ones; None takes them all.
@@ -145,8 +148,9 @@ def read_slice_folder_baseline(
 ) -> np.ndarray:
     """Straightforward reader: decode every slice at full size, stack, resize the whole stack at once.
 
-    This is the authors' two-step pipeline (slices to a full-size array, then a trilinear resize); it gives
-    the same volume as ``read_slice_folder`` up to rounding, and is what ``bench_ingest`` measures against.
+    This is the authors' two-step pipeline (slices to a full-size array, then one resize of the whole stack:
+    trilinear, or scikit-image's anti-aliased resize with ``antialias``); it gives the same volume as
+    ``read_slice_folder`` up to rounding, and is what ``bench_ingest`` measures against.
     """
     paths = checked_slices(folder, expected_slices)
     stack = np.stack([decode_slice(path) for path in paths])

@@ -7,7 +7,9 @@ File order and voxel-axis order mean nothing here: the affine (NIfTI) or
 ImagePositionPatient/ImageOrientationPatient (DICOM) decides.
 
 A NIfTI stored as uint8 without scaling is taken as already-windowed 8-bit data and only scaled; anything else
-is taken as Hounsfield units and windowed (``Preprocessing.window_level``/``window_width``).
+is taken as Hounsfield units and windowed (``Preprocessing.window_level``/``window_width``). The windowed 0-255
+volume is then resampled exactly as a slice folder is (``preprocess.resample_planes``), so each
+``depth_interpolation`` - ``antialias`` included, which filters every slice - means the same for every source.
 """
 
 from __future__ import annotations
@@ -136,7 +138,11 @@ def preprocess_volume(
     is_hu: bool,
     expected_slices: int | None = None,
 ) -> np.ndarray:
-    """Check an oriented float (D, H, W) volume, window it, and resample it to ``prep.size`` as uint8."""
+    """Check an oriented float (D, H, W) volume, window it, and resample it to ``prep.size`` as uint8.
+
+    The resampling is the slice readers' (``resample_planes``): ``antialias`` filters every slice, ``linear``
+    and ``nearest`` read only the slices their depth plan samples.
+    """
     bad = int(volume.size - np.count_nonzero(np.isfinite(volume)))
     if bad:
         raise ScanError(path, f"{bad} voxel(s) are NaN or infinite")

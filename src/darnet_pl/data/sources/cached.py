@@ -1,4 +1,4 @@
-"""Scan sources backed by the volume cache: the user's own scans (``FolderSource``), and what CC-CCII shares.
+"""What the cached sources (CC-CCII, the user's folder) share: plan, convert into the cache, list what is usable.
 
 A cached source is prepared once (``prepare``: list the scans, convert them into the ``VolumeCache``, write the
 ingest report) and then read cheaply many times: ``records`` reads the ``records.csv`` that ``prepare`` wrote
@@ -6,17 +6,13 @@ next to the volumes (no walk of the data tree on every DDP rank), and ``volume_l
 uint8 volumes. Each source gets its own namespace under ``cache_dir`` (``<cache_dir>/<namespace>/<settings>/``),
 so two datasets whose scans happen to share a ``CLASS__patient__scan`` key never read each other's volumes.
 
-``build_datamodule`` is the Hydra target of the ``ccii``/``folder`` data configs: it lets a config carry
-plain values such as ``data.root`` (used only through interpolation) that the data module does not take.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import logging
 import os
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,24 +21,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from darnet_pl.data.cache import (
-    REPORT_JSON,
-    Converted,
+    INGEST_REPORT_JSON,
     IngestError,
     IngestReport,
     VolumeCache,
-    guarded_conversion,
     ingest,
-    recorder,
-    run_parallel,
-    write_report,
 )
 from darnet_pl.data.preprocess import Preprocessing
-from darnet_pl.data.readers.scans import ScanError, ScanProblem
-from darnet_pl.data.records import ScanRecord, _safe
+from darnet_pl.data.readers.scans import ScanProblem
+from darnet_pl.data.records import ScanRecord
 from darnet_pl.utils.io import atomic_path
 
 if TYPE_CHECKING:
-    from darnet_pl.data.datamodule import CTDataModule
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +144,7 @@ class CachedSource:
 
     @property
     def report_path(self) -> Path:
-        return self.cache.directory / REPORT_JSON
+        return self.cache.directory / INGEST_REPORT_JSON
 
     @property
     def records_path(self) -> Path:
@@ -173,7 +164,7 @@ class CachedSource:
         path = self.records_path
         if not path.is_file():
             raise FileNotFoundError(
-                f"{path}: no prepared scans for this source and preprocessing; run `python -m darnet_pl.cli.prepare` "
+                f"{path}: no prepared scans for this source and preprocessing; run `darnet-prepare` "
                 "with the same data settings first (training prepares them too)"
             )
         kept, _ = self.select(read_records(path))
@@ -187,20 +178,23 @@ class CachedSource:
     def ingest(self, plan: Plan, progress: bool | None = None) -> IngestReport:
         """Convert the plan's scans into the cache, write the report, ``records.csv`` and the selection report.
 
-        Scans with their own slice positions (cleaning) are converted after the others, by the same reader with
-        ``positions``; both parts end up in one ingest report. With ``strict`` the first problem raises
-        ``SourceError`` (after the report is written).
+        Scans with their own slice positions (cleaning) are read from those slices only. With ``strict`` the first
+        problem raises ``SourceError`` (after the report is written).
         """
         progress = self.progress if progress is None else progress
         cache = self.cache
         if self.reconvert_moved_scans:
             forget_moved_scans(cache, plan.records, self.records_path)
-        plain = [r for r in plan.records if r.key not in plan.positions]
-        positioned = [r for r in plan.records if r.key in plan.positions]
         try:
-            report = ingest(plain, cache, self.workers, self.strict, progress, problems=plan.problems)
-            if positioned:
-                self._ingest_positioned(positioned, plan.positions, report, progress)
+            report = ingest(
+                plan.records,
+                cache,
+                self.workers,
+                self.strict,
+                progress,
+                problems=plan.problems,
+                positions=plan.positions,
+            )
         except IngestError as error:
             raise SourceError(f"{error} (strict: stopped at the first problem; report: {self.report_path})") from None
         usable: dict[str, ScanRecord] = {}
@@ -213,97 +207,8 @@ class CachedSource:
             raise SourceError(_nothing_usable(report, self.report_path))
         return report
 
-    def _ingest_positioned(
-        self,
-        records: list[ScanRecord],
-        positions: Mapping[str, tuple[int, ...]],
-        report: IngestReport,
-        progress: bool,
-    ) -> None:
-        """The cleaning part of an ingest: the same accounting as ``ingest``, added to its report."""
-        cache = self.cache
-        started = time.perf_counter()
-        todo = []
-        for record in records:
-            if cache.has(record):
-                report.reused += 1
-            else:
-                todo.append((record, positions[record.key]))
-
-        try:
-            jobs = [(r, p, cache) for r, p in todo]
-            run_parallel(convert_positioned, jobs, self.workers, progress, recorder(report, self.strict))
-        except BaseException:
-            report.aborted = True
-            raise
-        finally:
-            report.elapsed_s += time.perf_counter() - started
-            write_report(cache, report)
-
-
-class FolderSource(CachedSource):
-    """The user's own scans, listed in a CSV ``path,label,patient_id[,scan_id]`` (NIfTI, DICOM, slice folders).
-
-    Converted once into the volume cache like CC-CCII. A row whose path changes between two preparations is
-    converted again (its key stays the same, its volume would not).
-    """
-
-    name = "folder"
-    reconvert_moved_scans = True
-
-    def __init__(
-        self,
-        scan_list: str | os.PathLike[str],
-        cache_dir: str | os.PathLike[str],
-        preprocessing: Mapping[str, Any] | Preprocessing | None = None,
-        workers: int = -1,
-        strict: bool = False,
-        class_names: Sequence[str] | None = None,
-        progress: bool = True,
-    ) -> None:
-        super().__init__(cache_dir, preprocessing, workers, strict, progress)
-        self.scan_list = Path(scan_list).expanduser()
-        self.class_names = tuple(class_names) if class_names else None
-
-    def namespace(self) -> str:
-        """``scans-<list name>-<hash of its absolute path>``: one cache per scan list."""
-        resolved = str(self.scan_list.resolve())
-        return f"scans-{_safe(self.scan_list.stem)}-{hashlib.sha256(resolved.encode()).hexdigest()[:8]}"
-
-    def plan(self, dry_run: bool = False, listed: Sequence[ScanRecord] | None = None) -> Plan:
-        if listed is not None:
-            return Plan(list(listed))
-        if not self.scan_list.is_file():
-            raise FileNotFoundError(f"{self.scan_list}: scan list not found (data.scan_list=<CSV>)")
-        from darnet_pl.data.sources.scan_list import read_scan_list
-
-        try:
-            return Plan(read_scan_list(self.scan_list, self.class_names))
-        except ScanError as error:
-            raise SourceError(str(error)) from None
-
-    def describe(self) -> dict:
-        return {
-            "source": self.name,
-            "scan_list": str(self.scan_list),
-            "preprocessing": describe_preprocessing(self.prep),
-            "preprocessing_version": self.prep.to_dict()["version"],
-            "cache_dir": str(self.cache_dir),
-            "cache_key": self.cache_key,
-        }
-
 
 # ---------------------------------------------------------------------- helpers
-
-
-def convert_positioned(record: ScanRecord, positions: Sequence[int], cache: VolumeCache) -> Converted:
-    """``convert_one`` for a slice folder built from chosen slice positions: a problem, never a partial file."""
-    from darnet_pl.data.readers.slices import read_slice_folder
-
-    def read() -> np.ndarray:
-        return read_slice_folder(record.path or "", cache.prep, record.n_slices, positions=positions)
-
-    return guarded_conversion(record, read, cache)
 
 
 def _nothing_usable(report: IngestReport, report_path: Path) -> str:
@@ -360,17 +265,3 @@ def forget_moved_scans(cache: VolumeCache, records: Sequence[ScanRecord], previo
         if record.key in before and before[record.key] != record.path and cache.has(record):
             log.info("%s: path changed (%s -> %s), converting it again", record.key, before[record.key], record.path)
             cache.path_for(record).unlink(missing_ok=True)
-
-
-def build_datamodule(
-    source: Any,
-    root: str | None = None,
-    cache_dir: str | None = None,
-    scan_list: str | None = None,
-    **settings: Any,
-) -> CTDataModule:
-    """``CTDataModule(source, **settings)``; ``root``, ``cache_dir`` and ``scan_list`` are config-level values
-    (``data.root=...`` on the command line) that reach the source by interpolation, not data module arguments."""
-    from darnet_pl.data.datamodule import CTDataModule
-
-    return CTDataModule(source=source, **settings)

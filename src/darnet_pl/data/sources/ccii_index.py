@@ -20,7 +20,7 @@ from pathlib import Path
 
 from darnet_pl.data.csv_tables import read_table
 from darnet_pl.data.readers.scans import ScanError, ScanProblem, is_ignored, is_slice_image
-from darnet_pl.data.records import DEFAULT_CLASS_NAMES, ScanRecord
+from darnet_pl.data.records import CLASS_NAMES, ScanRecord
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def discover_ccii(
     index_csv: str | os.PathLike[str] | None = None,
     *,
     use_index: bool = True,
-    class_names: Sequence[str] = DEFAULT_CLASS_NAMES,
+    class_names: Sequence[str] = CLASS_NAMES,
 ) -> tuple[list[ScanRecord], list[ScanProblem]]:
     """Scan records under ``root`` (one per slice folder) and the problems found on the way.
 

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from darnet_pl.data.records import ScanRecord
-from darnet_pl.data.synthetic import CLASS_NAMES, SyntheticScan, render_scan, synthetic_cohort
+from darnet_pl.data.phantoms import SyntheticScan, render_scan, synthetic_cohort
+from darnet_pl.data.records import CLASS_NAMES, ScanRecord
 
 
 class SyntheticVolumes:

@@ -1,0 +1,155 @@
+"""``darnet-predict``: the command line of ``darnet_pl.inference.predict`` (options, exit codes, Ctrl-C and resume)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from darnet_pl.explain.cam import CAM_METHODS
+from darnet_pl.inference.predict import (
+    DEFAULT_OUT_ROOT,
+    Progress,
+    Saver,
+    UsageError,
+    check_out_dir,
+    earlier_results,
+    expand_inputs,
+    load_ensemble,
+    out_dir,
+    pick_device,
+    predict,
+)
+from darnet_pl.utils.console import OneLineParser, Terminated, sigterm_raises
+from darnet_pl.utils.errors import USER_ERRORS, one_line
+from darnet_pl.utils.exit_codes import EXIT_OK, EXIT_SCAN_ERRORS, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USER_ERROR
+from darnet_pl.utils.io import (
+    StorageError,
+    check_writable,
+    output_folder,
+)
+
+
+def resume_command(argv: Sequence[str], out: Path, given_out: bool) -> str:
+    """The command that continues an interrupted run: the same one, with ``--resume`` (and the folder used)."""
+    args = [a for a in argv if a != "--overwrite"]
+    if not given_out:
+        args += ["--out", str(out)]
+    if "--resume" not in args:
+        args.append("--resume")
+    return shlex.join(["darnet-predict", *args])
+
+
+# ---------------------------------------------------------------------------------------------- command line
+
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(
+        prog="darnet-predict",
+        description="Classify chest CT scans (NIfTI, DICOM series, slice folders, CSV lists) with trained DARNet "
+        "checkpoints; several checkpoints are averaged.",
+    )
+    parser.add_argument(
+        "--ckpt", action="append", required=True, metavar="PATH",
+        help="a checkpoint file, or a run/sweep folder (each job contributes its best checkpoint); repeat the "
+        "option for an ensemble",
+    )  # fmt: skip
+    parser.add_argument("--cam", action="store_true", help="write CAM montages, NIfTI maps and DA curves")
+    parser.add_argument("--cam-method", choices=CAM_METHODS, default="cam", help="cam (paper) or gradcam")
+    parser.add_argument("--cam-class", default=None, help="explain this class (default: the predicted one)")
+    parser.add_argument("--cam-slices", type=int, default=12, help="axial slices in a montage (default 12)")
+    parser.add_argument("--out", default=None, help=f"output folder (default ./{DEFAULT_OUT_ROOT}/<timestamp>)")
+    parser.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --out")
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="continue an interrupted run in --out: keep its predictions, predict only the scans it has not",
+    )  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=4, help="scans per forward pass (default 4)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
+    parser.add_argument("inputs", nargs="+", metavar="SCAN", help="NIfTI file, DICOM/slice folder, or CSV list")
+    return parser
+
+
+def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be positive, got {args.batch_size}")
+    if args.cam_slices < 1:
+        raise UsageError(f"--cam-slices must be positive, got {args.cam_slices}")
+    if args.resume and args.overwrite:
+        raise UsageError("--resume keeps what an earlier run predicted, --overwrite starts again: give one of them")
+    device = pick_device(args.device)
+    scans = expand_inputs(args.inputs)
+    out = out_dir(args.out)
+    check_out_dir(out, args.overwrite, args.resume)  # before the slow part; again below, once the folder is ours
+    ensemble = load_ensemble(args.ckpt, device)
+    cam_class = None
+    if args.cam_class is not None:
+        if args.cam_class not in ensemble.class_names:
+            raise UsageError(f"--cam-class {args.cam_class!r} is not one of {list(ensemble.class_names)}")
+        cam_class = ensemble.class_names.index(args.cam_class)
+    cam_method = args.cam_method if args.cam else None
+    with output_folder(out, "darnet-predict"):
+        check_out_dir(out, args.overwrite, args.resume)
+        check_writable(out)  # a read-only folder is refused now, not after every scan was predicted
+        earlier = earlier_results(out, ensemble, scans, cam_method, args.cam_class) if args.resume else {}
+        done = Progress(scans, dict(earlier))
+        save = Saver(out, ensemble, cam_method, args.cam_class)
+        try:
+            results = predict(
+                ensemble, scans, out, device=device, batch_size=args.batch_size, cam_method=cam_method,
+                cam_class=cam_class, cam_slices=args.cam_slices, done=done, after_batch=save,
+            )  # fmt: skip
+        except (KeyboardInterrupt, Terminated) as stop:
+            save(done.results(), final=True)
+            return interrupted(stop, done, out, resume_command(argv, out, args.out is not None))
+        except StorageError as error:
+            raise with_resume_hint(error, out, resume_command(argv, out, args.out is not None)) from None
+        save(results, final=True)
+    failed = sum(r.error is not None for r in results)
+    kept = f" ({len(earlier)} kept from the earlier run)" if earlier else ""
+    print(f"{len(results) - failed} of {len(results)} scan(s) predicted{kept}, {failed} failed; results in {out}")
+    return EXIT_SCAN_ERRORS if failed else EXIT_OK
+
+
+def with_resume_hint(error: StorageError, out: Path, command: str) -> StorageError:
+    """A write that failed after earlier batches were saved: say that they are kept and how to continue."""
+    if not (out / "predictions.json").is_file():
+        return error
+    return StorageError(error.errno, f"{error}; the scans saved before are kept, to continue: {command}")
+
+
+def interrupted(stop: BaseException, done: Progress, out: Path, command: str) -> int:
+    """One line: what was kept and the command that predicts the rest; exit 130 (Ctrl-C) or 143 (SIGTERM)."""
+    signal_name, code = ("SIGTERM", EXIT_SIGTERM) if isinstance(stop, Terminated) else ("Ctrl-C", EXIT_SIGINT)
+    kept, left = len(done.finished), len(done.todo())
+    print(
+        f"stopped by {signal_name}: {kept} scan(s) done and kept in {out / 'predictions.csv'}; to predict the other "
+        f"{left}, run: {command}",
+        file=sys.stderr,
+    )
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point; returns the exit code (0 ok, 3 some scans failed, 2 usage/user errors, 130/143 stopped
+    by Ctrl-C/SIGTERM with the finished scans kept)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    try:
+        with sigterm_raises():
+            return run(args, argv)
+    except USER_ERRORS as error:
+        if os.environ.get("DARNET_FULL_ERROR"):
+            raise
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except (KeyboardInterrupt, Terminated) as stop:  # before any scan was predicted, or a second Ctrl-C
+        print("stopped: nothing more was written", file=sys.stderr)
+        return EXIT_SIGTERM if isinstance(stop, Terminated) else EXIT_SIGINT
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,66 @@
+"""``darnet-report``: the command line of ``darnet_pl.report.writer`` (options, exit codes)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from darnet_pl.report.writer import NothingToReport, write_report
+from darnet_pl.utils.console import OneLineParser
+from darnet_pl.utils.errors import one_line
+from darnet_pl.utils.exit_codes import EXIT_OK, EXIT_SIGINT, EXIT_USER_ERROR
+from darnet_pl.utils.io import StorageError
+
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(
+        prog="darnet-report",
+        description="Table IV (mean ± std over folds, fold ensemble with patient-level bootstrap CIs), ROC curves "
+        "and confusion matrices of a Hydra sweep or of a single run.",
+    )
+    parser.add_argument("dir", type=Path, help="a sweep folder (job folders at any depth) or one run folder")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: DIR/report)")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (0: no CIs; default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument(
+        "--expected-folds", type=int, default=None, help="folds each row should have (default: every fold seen)"
+    )
+    parser.add_argument("--no-plots", action="store_true", help="tables and report.json only")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Exit 0: report written; 2: a user error (missing folder, nothing finished, bad --out, unusable predictions,
+    an output folder that cannot be written), one line; 130: interrupted. Only a complete report is ever written."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.bootstrap < 0:
+            raise ValueError(f"--bootstrap {args.bootstrap}: must be 0 or more")
+        if args.expected_folds is not None and args.expected_folds < 1:
+            raise ValueError(f"--expected-folds {args.expected_folds}: must be 1 or more")
+        result = write_report(
+            args.dir,
+            args.out,
+            n_bootstrap=args.bootstrap,
+            seed=args.seed,
+            expected_folds=args.expected_folds,
+            make_plots=not args.no_plots,
+        )
+    except (NothingToReport, StorageError, FileNotFoundError, ValueError, PermissionError) as error:
+        if os.environ.get("DARNET_FULL_ERROR"):
+            raise
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(
+            "interrupted: the report was not written (its files are only written together, at the end)", file=sys.stderr
+        )
+        return EXIT_SIGINT
+    print(result.summary)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""The run folder's contract: the name of every file a training job writes and the report, predict and resume read.
+
+A job folder (one run, or one sweep job) holds::
+
+    config_resolved.yaml   the composed config, resolved (the report reads the experiment from it)
+    .hydra/                Hydra's config and overrides
+    checkpoints/           best-on-validation checkpoint(s) and last.ckpt (resume)
+    test_metrics.json      the paper's metrics on the test set
+    predictions.csv        per-scan test probabilities (format: darnet_pl.runs.predictions)
+    wandb_run_id.txt       the W&B run a resumed job continues
+    failed.json            why a sweep job failed (removed when it later succeeds)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CONFIG_FILE = "config_resolved.yaml"
+HYDRA_CONFIG = Path(".hydra") / "config.yaml"
+HYDRA_OVERRIDES = Path(".hydra") / "overrides.yaml"
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
+BEST_CHECKPOINT_GLOB = "*.ckpt"
+METRICS_FILE = "test_metrics.json"
+PREDICTIONS_FILE = "predictions.csv"
+WANDB_RUN_ID_FILE = "wandb_run_id.txt"
+FAILED_FILE = "failed.json"
+REPORT_JSON = "report.json"
+"""What ``darnet-report`` writes beside its tables (and the end-of-sweep report)."""
+
+
+def last_checkpoint(job_dir: str | Path) -> Path:
+    """Where a job keeps the checkpoint it resumes from."""
+    return Path(job_dir) / CHECKPOINT_DIR / LAST_CHECKPOINT

@@ -1,0 +1,24 @@
+"""Every recipe of conf/experiment/ has its record in experiments/<name>/README.md, with the command that runs it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RECIPES = sorted(p.stem for p in (REPO_ROOT / "conf" / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_every_recipe_has_a_record_with_its_command(name: str) -> None:
+    record = REPO_ROOT / "experiments" / name / "README.md"
+    assert record.is_file(), f"no record for +experiment={name}: write {record.relative_to(REPO_ROOT)}"
+    text = record.read_text(encoding="utf-8")
+    assert f"python -m darnet_pl +experiment={name}" in text
+    assert "Status:" in text or "Result" in text
+
+
+def test_no_record_without_a_recipe() -> None:
+    folders = sorted(p.name for p in (REPO_ROOT / "experiments").iterdir() if p.is_dir())
+    assert folders == RECIPES

@@ -1,0 +1,42 @@
+"""Tiny DARNet checkpoints and scan files (NIfTI, uint8) for inference tests."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from darnet_pl.data.datamodule import CTDataModule
+from darnet_pl.data.sources.synthetic import SyntheticSource
+from darnet_pl.explain.nifti import diagonal_affine
+from darnet_pl.training.module import DARNetModule
+
+SIZE = (16, 32, 32)
+
+
+def make_checkpoint(path: Path, seed: int, size: tuple[int, int, int] = SIZE, attention: str = "dual") -> Path:
+    """A real Lightning checkpoint of a tiny DARNet after one fast_dev_run step on synthetic data."""
+    pl.seed_everything(seed, workers=False, verbose=False)
+    source = SyntheticSource(patients_per_class=6, scans_per_patient=(1, 1), size=size, seed=0)
+    datamodule = CTDataModule(source, size=size, batch_size=4, num_workers=0, persistent_workers=False)
+    module = DARNetModule(attention=attention, width=4, input_size=size, optimizer=partial(torch.optim.Adam, lr=1e-2))
+    trainer = pl.Trainer(
+        accelerator="cpu", fast_dev_run=True, logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    trainer.fit(module, datamodule=datamodule)
+    trainer.save_checkpoint(path)
+    return path
+
+
+def to_uint8(volume: np.ndarray) -> np.ndarray:
+    return np.rint(np.clip(volume, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def write_nifti(path: Path, volume: np.ndarray) -> Path:
+    """uint8 (D, H, W) with the affine that says: axis 0 inferior, 1 posterior, 2 patient-left."""
+    nib.save(nib.Nifti1Image(volume, diagonal_affine(volume.shape)), path)
+    return path

@@ -1,0 +1,32 @@
+"""Run the training command as a user does (a subprocess from a folder), or compose its config in-process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+from darnet_pl.cli.train import CONFIG_DIR
+
+
+def compose_config(*overrides: str):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+
+
+def run_cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run `python -m darnet_pl` as a user would, with outputs under ``cwd``."""
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONWARNINGS": "ignore"}
+    for leaked in ("CUDA_VISIBLE_DEVICES", "DARNET_SWEEP_CUDA_VISIBLE_DEVICES"):  # tests are CPU runs
+        env.pop(leaked, None)
+    return subprocess.run(
+        [sys.executable, "-m", "darnet_pl", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
