@@ -33,6 +33,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "config": ("darnet_pl.training", "darnet_pl.data", "darnet_pl.models", "darnet_pl.report"),
     "training": ("darnet_pl.inference", "darnet_pl.report"),
     "audit": ("darnet_pl.models", "darnet_pl.training"),
+    "evaluation": (*THIRD_PARTY_FRAMEWORKS, "darnet_pl.training"),
 }
 # utils/ is the bottom layer: it imports nothing of ours but itself
 FORBIDDEN["utils"] = tuple(f"darnet_pl.{p}" for p in (*FORBIDDEN, "cli", "bench", "explain") if p != "utils")

@@ -7,7 +7,13 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, f1_score, recall_score, roc_auc_score
 
-from darnet_pl.metrics import PaperMetrics
+from darnet_pl.metrics import (
+    PaperMetrics,
+    brier_score,
+    expected_calibration_error,
+    metrics_from_probabilities,
+    patient_level,
+)
 
 CLASSES = ("CP", "NCP", "Normal")
 
@@ -84,3 +90,73 @@ def test_perfect_predictions_score_one() -> None:
 def test_unknown_positive_class() -> None:
     with pytest.raises(ValueError, match="positive class"):
         PaperMetrics(CLASSES, positive_class="COVID")
+
+
+# --- beyond the paper: patient level and calibration -------------------------------------------------------------
+
+
+def test_patient_level_mean_by_hand() -> None:
+    ids = ["p2", "p1", "p2", "p3"]
+    labels = [1, 0, 1, 2]
+    probs = [[0.2, 0.7, 0.1], [0.5, 0.3, 0.2], [0.6, 0.3, 0.1], [0.1, 0.1, 0.8]]
+    patients, patient_labels, patient_probs = patient_level(ids, labels, probs)
+    assert patients.tolist() == ["p2", "p1", "p3"]  # in the order patients first appear
+    assert patient_labels.tolist() == [1, 0, 2]
+    np.testing.assert_allclose(patient_probs, [[0.4, 0.5, 0.1], [0.5, 0.3, 0.2], [0.1, 0.1, 0.8]])
+
+
+def test_patient_level_max_is_renormalised_per_class_maxima() -> None:
+    ids = ["a", "a", "b"]
+    probs = [[0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.1, 0.1, 0.8]]
+    _, _, patient_probs = patient_level(ids, [1, 1, 2], probs, how="max")
+    np.testing.assert_allclose(patient_probs, [[0.6 / 1.4, 0.7 / 1.4, 0.1 / 1.4], [0.1, 0.1, 0.8]])
+    np.testing.assert_allclose(patient_probs.sum(axis=1), 1.0)
+
+
+def test_a_patient_with_two_labels_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match=r"patient 'p7' has scans labelled \[0, 2\]"):
+        patient_level(["p1", "p7", "p7"], [1, 0, 2], np.full((3, 3), 1 / 3))
+
+
+def test_patient_level_refuses_an_unknown_aggregation() -> None:
+    with pytest.raises(ValueError, match="patient aggregation 'median'"):
+        patient_level(["a"], [0], [[1.0, 0.0, 0.0]], how="median")
+
+
+def test_patient_metrics_use_the_paper_metric_names() -> None:
+    logits, labels = _predictions(4, n=60)
+    probs = torch.softmax(logits, 1).numpy()
+    got = metrics_from_probabilities(probs, labels.numpy(), CLASSES, "NCP")
+    scan_level = PaperMetrics(CLASSES, positive_class="NCP")
+    scan_level.update(logits, labels)
+    expected = scan_level.compute()
+    assert set(got) == set(expected)
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_brier_score_by_hand() -> None:
+    assert brier_score(np.eye(3), [0, 1, 2]) == 0.0
+    assert brier_score(np.full((4, 3), 1 / 3), [0, 1, 2, 1]) == pytest.approx(2 / 3)
+    # (0.2^2 + 0.2^2 + 0) and (0.5^2 + 0.5^2 + 0): mean 0.29
+    assert brier_score([[0.8, 0.2, 0.0], [0.5, 0.0, 0.5]], [0, 2]) == pytest.approx(0.29)
+
+
+@pytest.mark.parametrize(("seed", "n_bins"), [(0, 15), (1, 10), (2, 3)])
+def test_expected_calibration_error_equals_torchmetrics(seed: int, n_bins: int) -> None:
+    from torchmetrics.classification import MulticlassCalibrationError
+
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet([0.5, 0.5, 0.5], size=400)
+    probs[:5] = np.eye(3)[[0, 1, 2, 0, 1]]  # confidence exactly 1: torchmetrics' extra bin
+    labels = rng.integers(0, 3, size=400)
+    reference = MulticlassCalibrationError(num_classes=3, n_bins=n_bins, norm="l1")
+    expected = float(reference(torch.tensor(probs, dtype=torch.float32), torch.tensor(labels)))
+    assert expected > 0
+    assert expected_calibration_error(probs, labels, n_bins=n_bins) == pytest.approx(expected, abs=1e-6)
+
+
+def test_expected_calibration_error_by_hand() -> None:
+    # all confident at 0.9 (one bin), 3 of 4 right: |0.75 - 0.9|
+    probs = np.array([[0.9, 0.05, 0.05]] * 4)
+    assert expected_calibration_error(probs, [0, 0, 0, 1]) == pytest.approx(0.15)

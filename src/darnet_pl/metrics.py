@@ -23,6 +23,21 @@ report's bootstrap) both go through them, so the two cannot disagree on a name o
 
 State lives in torchmetrics objects (a confusion matrix and the AUROC score buffers), so values are reduced
 correctly across DDP processes.
+
+Beyond the paper (computed from a whole test set's probabilities, in numpy):
+
+- ``patient_level``: one row per patient from its scans' rows. ``how="mean"``: the mean of its scans' probability
+  vectors. ``how="max"``: per class the maximum over its scans, then renormalised to sum 1 (so the result is a
+  probability vector again and the Brier score, ECE and AUC stay meaningful; the decision is then the class with
+  the most confident single scan). A patient's label is its scans' label; two labels is a ValueError.
+  ``metrics_from_probabilities`` gives the paper's metric set (the same ``metric_dict`` keys) of such rows.
+- ``brier_score``: the multi-class Brier score, the mean over rows of sum_k (p_k - [label == k])^2 (0 is perfect,
+  a uniform 3-class prediction scores 2/3).
+- ``expected_calibration_error``: top-label ECE with ``n_bins`` equal-width confidence bins, exactly torchmetrics'
+  ``MulticlassCalibrationError(norm="l1")`` (bin ``i`` holds ``edge_i <= confidence < edge_i+1``, a confidence of
+  exactly 1 an extra bin of its own).
+- ``fit_temperature``: the temperature T > 0 minimising the NLL of ``softmax(logits / T)`` (temperature scaling,
+  Guo et al. 2017), by LBFGS on log T; fit it on validation logits only.
 """
 
 from __future__ import annotations
@@ -34,13 +49,22 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 from torch import nn
+from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAUROC, MulticlassConfusionMatrix
+from torchmetrics.functional.classification import multiclass_auroc
 
 # Per-class metrics that have a ``<block>/<CLASS>/<name>`` key and a ``<block>/<name>_macro`` average, in order.
 PER_CLASS = ("auc", "sensitivity", "specificity", "f1")
 # What ``metric_dict`` needs per class: the above and the one-vs-rest accuracy (macro-averaged, no per-class key).
 PER_CLASS_INPUTS = (*PER_CLASS, "accuracy_ovr")
 _WORDS = {"auc": "AUC", "sensitivity": "sensitivity", "specificity": "specificity", "f1": "F1"}
+# patient_level's ways of combining a patient's scans
+PATIENT_AGGREGATIONS = ("mean", "max")
+# fit_temperature keeps T in this range (a validation set the model gets all right, or all wrong, pushes the NLL
+# optimum to 0 or infinity)
+TEMPERATURE_RANGE = (1e-2, 1e2)
+# torchmetrics' words for a class absent from the AUROC targets; the NaN and our warning replace them
+_TORCHMETRICS_NO_SAMPLES = r"No (positive|negative) samples in targets"
 
 
 class UndefinedMetricWarning(UserWarning):
@@ -209,6 +233,25 @@ def undefined_metrics_message(
     return "; ".join(clauses)
 
 
+def _evaluation(
+    confusion: ArrayLike | torch.Tensor,
+    auc: ArrayLike | torch.Tensor,
+    class_names: Sequence[str],
+    positive_class: str,
+    stacklevel: int,
+) -> dict[str, float]:
+    """``metrics_from_counts`` of one evaluation as floats, with one ``UndefinedMetricWarning`` if any is NaN."""
+    values = metrics_from_counts(confusion, auc, class_names, positive_class)
+    out = {key: float(value) for key, value in values.items()}
+    if isinstance(confusion, torch.Tensor):
+        confusion = confusion.detach().cpu().double().numpy()
+    support = np.asarray(confusion, dtype=np.float64).sum(axis=1).tolist()
+    message = undefined_metrics_message(out, class_names, support, positive_class)
+    if message is not None:
+        warnings.warn(message, UndefinedMetricWarning, stacklevel=stacklevel)
+    return out
+
+
 class PaperMetrics(nn.Module):
     """Accumulates logits and labels over an epoch and computes the paper's two- and three-class metrics."""
 
@@ -233,17 +276,146 @@ class PaperMetrics(nn.Module):
     def compute(self) -> dict[str, float]:
         """The metrics as floats, NaN where undefined, with one ``UndefinedMetricWarning`` if any is."""
         confusion = self.confusion.compute()
-        with warnings.catch_warnings():  # torchmetrics' own words for it; the NaN and our warning replace them
-            warnings.filterwarnings("ignore", message=r"No (positive|negative) samples in targets")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_TORCHMETRICS_NO_SAMPLES)
             auc = self.auroc_per_class.compute()
-        values = metrics_from_counts(confusion, auc, self.class_names, self.positive_class)
-        out = {key: float(value) for key, value in values.items()}
-        support = confusion.detach().cpu().sum(dim=1).tolist()
-        message = undefined_metrics_message(out, self.class_names, support, self.positive_class)
-        if message is not None:
-            warnings.warn(message, UndefinedMetricWarning, stacklevel=2)
-        return out
+        return _evaluation(confusion, auc, self.class_names, self.positive_class, stacklevel=3)
 
     def reset(self) -> None:
         self.confusion.reset()
         self.auroc_per_class.reset()
+
+
+def _rows(probs: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """(N, K) float64 probabilities and (N,) int64 labels, checked against each other."""
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels).astype(np.int64, copy=False).reshape(-1)
+    if probs.ndim != 2:
+        raise ValueError(f"probabilities have shape {probs.shape}; expected (N, K)")
+    if len(probs) != len(labels):
+        raise ValueError(f"{len(probs)} probability rows but {len(labels)} labels")
+    if len(labels) and (labels.min() < 0 or labels.max() >= probs.shape[1]):
+        raise ValueError(f"labels must be class indices 0..{probs.shape[1] - 1}; got {labels.min()}..{labels.max()}")
+    return probs, labels
+
+
+def patient_level(
+    patient_ids: Sequence[str] | np.ndarray, labels: ArrayLike, probs: ArrayLike, how: str = "mean"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One row per patient, in the order patients first appear: (patient ids, labels, (P, K) probabilities).
+
+    ``how="mean"``: the mean of the patient's scans' probability vectors; ``how="max"``: per class the maximum over
+    its scans, renormalised to sum 1. Raises ValueError naming the patient if its scans carry two labels.
+    """
+    if how not in PATIENT_AGGREGATIONS:
+        raise ValueError(f"patient aggregation {how!r}: expected one of {', '.join(PATIENT_AGGREGATIONS)}")
+    probs, labels = _rows(probs, labels)
+    ids = np.asarray([str(p) for p in patient_ids], dtype=str)
+    if len(ids) != len(labels):
+        raise ValueError(f"{len(ids)} patient ids but {len(labels)} labels")
+    k = probs.shape[1]
+    if not len(ids):
+        return ids, labels.copy(), np.zeros((0, k))
+    _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # unique (sorted) index -> appearance rank
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    group = rank[inverse.reshape(-1)]
+    n = len(order)
+    out_ids = ids[first[order]]
+    lowest = np.full(n, np.iinfo(np.int64).max)
+    highest = np.full(n, np.iinfo(np.int64).min)
+    np.minimum.at(lowest, group, labels)
+    np.maximum.at(highest, group, labels)
+    mixed = np.flatnonzero(lowest != highest)
+    if len(mixed):
+        patient = str(out_ids[mixed[0]])
+        found = sorted(set(labels[group == mixed[0]].tolist()))
+        more = f" (and {len(mixed) - 1} more patient(s))" if len(mixed) > 1 else ""
+        raise ValueError(f"patient {patient!r} has scans labelled {found}: one label per patient{more}")
+    if how == "mean":
+        total = np.zeros((n, k))
+        np.add.at(total, group, probs)
+        out = total / np.bincount(group, minlength=n)[:, None]
+    else:
+        out = np.full((n, k), -np.inf)
+        np.maximum.at(out, group, probs)
+        sums = out.sum(axis=1, keepdims=True)
+        out = np.divide(out, sums, out=np.full_like(out, 1.0 / k), where=sums > 0)
+    return out_ids, lowest, out
+
+
+def metrics_from_probabilities(
+    probs: ArrayLike, labels: ArrayLike, class_names: Sequence[str], positive_class: str
+) -> dict[str, float]:
+    """The paper's metrics (``metric_dict`` keys) of rows of probabilities, e.g. ``patient_level``'s; decisions are
+    the argmax. NaN where undefined, with one ``UndefinedMetricWarning`` if any is (as ``PaperMetrics``)."""
+    probs, labels = _rows(probs, labels)
+    k = len(tuple(class_names))
+    if probs.shape[1] != k:
+        raise ValueError(f"probabilities have {probs.shape[1]} columns for {k} classes")
+    confusion = np.zeros((k, k))
+    np.add.at(confusion, (labels, probs.argmax(axis=1)), 1.0)
+    if len(labels):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_TORCHMETRICS_NO_SAMPLES)
+            auc = multiclass_auroc(
+                torch.from_numpy(probs), torch.from_numpy(labels), num_classes=k, average=None, thresholds=None
+            )
+    else:
+        auc = np.full(k, np.nan)
+    return _evaluation(confusion, auc, class_names, positive_class, stacklevel=3)
+
+
+def brier_score(probs: ArrayLike, labels: ArrayLike) -> float:
+    """Multi-class Brier score: mean over rows of sum_k (p_k - [label == k])^2; NaN for no rows."""
+    probs, labels = _rows(probs, labels)
+    if not len(labels):
+        return float("nan")
+    onehot = np.eye(probs.shape[1])[labels]
+    return float(np.mean(np.sum((probs - onehot) ** 2, axis=1)))
+
+
+def expected_calibration_error(probs: ArrayLike, labels: ArrayLike, n_bins: int = 15) -> float:
+    """Top-label expected calibration error over ``n_bins`` equal-width confidence bins (torchmetrics'
+    ``MulticlassCalibrationError(norm="l1")``): sum over bins of |accuracy - mean confidence| x fraction of rows."""
+    probs, labels = _rows(probs, labels)
+    if int(n_bins) < 1:
+        raise ValueError(f"n_bins={n_bins}: expected a positive integer")
+    if not len(labels):
+        return float("nan")
+    confidence = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == labels).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, int(n_bins) + 1)
+    bins = np.searchsorted(edges, confidence, side="right") - 1  # edge_i <= c < edge_i+1; c == 1: bin n_bins
+    size = int(n_bins) + 1
+    gap = np.bincount(bins, weights=correct, minlength=size) - np.bincount(bins, weights=confidence, minlength=size)
+    return float(np.abs(gap).sum() / len(labels))
+
+
+def fit_temperature(logits: ArrayLike | torch.Tensor, labels: ArrayLike | torch.Tensor, max_iter: int = 100) -> float:
+    """The T > 0 minimising the mean NLL of ``softmax(logits / T)`` (LBFGS on log T, float64), within
+    ``TEMPERATURE_RANGE``; 1.0 for no rows. Fit on validation logits only, never on the test set."""
+    if isinstance(logits, torch.Tensor):
+        logits = logits.detach().cpu().double().numpy()
+    if isinstance(labels, torch.Tensor):
+        labels = labels.detach().cpu().numpy()
+    values, targets = _rows(logits, labels)
+    if not len(targets):
+        return 1.0
+    z = torch.from_numpy(values)
+    y = torch.from_numpy(targets)
+    low, high = (float(np.log(t)) for t in TEMPERATURE_RANGE)
+    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(z / log_t.clamp(low, high).exp(), y)
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    temperature = float(log_t.detach().exp())
+    return float(np.clip(temperature, *TEMPERATURE_RANGE)) if not np.isnan(temperature) else 1.0

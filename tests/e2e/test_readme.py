@@ -193,6 +193,26 @@ def report(user: User, command: str) -> None:
         assert method in table
 
 
+def control_report(user: User, command: str) -> None:
+    """The raw and the shortcut-control sweeps in one report: the control's rows beside the raw ones."""
+    for experiment in ("darnet", "shortcut_control"):
+        sweep(("dual",), 5)(user, f"python -m darnet_pl +experiment={experiment} fold=0..4 -m")
+    result = user.ok(command)
+    out = user.home / "outputs" / "report"
+    table = (out / "table_iv.md").read_text()
+    assert "DARNet (shortcut control)" in table and "DARNet (paper)" in table, explain(result)
+    assert "control test set:" in (out / "report.json").read_text(), explain(result)
+
+
+def search(user: User, command: str) -> None:
+    """One tiny trial of the Optuna search: its study is stored, and the trial never reaches the test set."""
+    result = user.ok(f"{command} {TINY} hydra.sweeper.n_trials=1")
+    sweep = user.home / "outputs" / "search" / "sweep"
+    assert (sweep / "optuna.db").is_file(), explain(result)
+    jobs = sorted(p.parent for p in sweep.rglob("config_resolved.yaml"))
+    assert len(jobs) == 1 and not (jobs[0] / "test_metrics.json").exists(), explain(result)
+
+
 def wandb_sync(user: User, command: str) -> None:
     """No network here: the path the README gives must name exactly the offline run the W&B command wrote."""
     run = user.run_folder("python -m darnet_pl +experiment=smoke logger=wandb debug=tiny")
@@ -244,6 +264,15 @@ def prepare(user: User, command: str) -> None:
 def prepare_cleaned(user: User, command: str) -> None:
     prepare(user, command)
     assert list(user.home.glob("data/cache/ccii-cleaned-*/*/selection_report.csv"))
+
+
+def audit(user: User, command: str) -> None:
+    result = user.ok(command)
+    probes = json.loads((user.home / "audit.json").read_text())
+    names = {probe["name"] for probe in probes}
+    assert {"slice_count", "file_type", "histogram"} <= names, probes
+    assert all({"name", "auc", "flagged"} <= set(probe) for probe in probes)
+    assert "slice_count" in result.stdout
 
 
 def _best_checkpoints(folder: Path) -> list[Path]:
@@ -309,6 +338,8 @@ CASES: dict[str, Callable[[User, str], None]] = {
     # the same 20 jobs as the paper's ablation above, which runs for real: here every job is composed only
     "python -m darnet_pl +experiment=smoke_ablation fold=0..4 -m": dry_run(BASIC_LAUNCHER),
     "darnet-report outputs/ablation/sweep": report,
+    "python -m darnet_pl +experiment=search -m": search,
+    "darnet-report outputs/darnet/sweep outputs/shortcut_control/sweep": control_report,
     "python -m darnet_pl +experiment=smoke logger=wandb": single_run(),
     "wandb sync outputs/smoke/runs/<run>/wandb/offline-run-*": wandb_sync,
     "python -m darnet_pl +experiment=ablation fold=0..4 -m trainer=ddp": dry_run(BASIC_LAUNCHER, devices=2),
@@ -327,6 +358,7 @@ CASES: dict[str, Callable[[User, str], None]] = {
     "python -m darnet_pl +experiment=shortcut_control fold=0..4 -m": sweep(("dual",), 5),
     "darnet-prepare data=ccii data.source.apply_cleaning=true data.source.exclude_segmented=true": (prepare_cleaned),
     "darnet-prepare data=folder data.scan_list=/data/my_scans.csv +dry_run=true": prepare_dry_run,
+    "darnet-audit data=folder data.scan_list=/data/my_scans.csv": audit,
     "python -m darnet_pl +experiment=darnet data=folder data.scan_list=/data/my_scans.csv": single_run(),
     "darnet-predict --ckpt outputs/darnet/runs/2026-01-01_10-00-00.000000 scan.nii.gz dicom/patient018/series2": (
         predict

@@ -41,14 +41,39 @@ def reference_metrics(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]
     return metrics.compute()
 
 
-def write_job(path: Path, variant: str, fold: int, probs: np.ndarray | None, scans, extra=(), seed: int = 0) -> None:
-    """A job folder as darnet_pl.training.run leaves it (probs None: the job never finished)."""
+CCII_SOURCE = "darnet_pl.data.sources.ccii.CCIISource"
+SYNTHETIC_SOURCE = "darnet_pl.data.sources.synthetic.SyntheticSource"
+
+
+def write_job(
+    path: Path,
+    variant: str,
+    fold: int,
+    probs: np.ndarray | None,
+    scans,
+    extra=(),
+    seed: int = 0,
+    experiment: str = "smoke",
+    source: str | None = None,
+    exclude_segmented: bool | None = None,
+    metrics: dict[str, float] | None = None,
+) -> None:
+    """A job folder as darnet_pl.training.run leaves it (probs None: the job never finished).
+
+    ``experiment`` is the task name and the ``+experiment=`` override; ``source`` the data source's ``_target_``
+    (None: no ``data.source`` in the config, as older jobs); ``exclude_segmented`` the CC-CCII shortcut control's
+    switch; ``metrics`` replaces some of the test metrics the predictions give (e.g. fold values planted inside or
+    outside the paper's range).
+    """
     (path / ".hydra").mkdir(parents=True)
-    (path / "config_resolved.yaml").write_text(
-        f"fold: {fold}\nseed: 42\nmodel:\n  attention: {variant}\n  positive_class: NCP\n"
-        "data:\n  class_names: [CP, NCP, Normal]\n"
-    )
-    overrides = [f"model.attention={variant}", f"fold={fold}", "+experiment=smoke", *extra]
+    config = f"task_name: {experiment}\nfold: {fold}\nseed: 42\nmodel:\n  attention: {variant}\n  positive_class: NCP\n"
+    config += "data:\n  class_names: [CP, NCP, Normal]\n"
+    if source is not None or exclude_segmented is not None:
+        config += "  source:\n"
+        config += f"    _target_: {source}\n" if source is not None else ""
+        config += f"    exclude_segmented: {str(exclude_segmented).lower()}\n" if exclude_segmented is not None else ""
+    (path / "config_resolved.yaml").write_text(config)
+    overrides = [f"model.attention={variant}", f"fold={fold}", f"+experiment={experiment}", *extra]
     (path / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
     if probs is None:
         return
@@ -59,5 +84,7 @@ def write_job(path: Path, variant: str, fold: int, probs: np.ndarray | None, sca
         for i in order:
             writer.writerow([scans[i][0], scans[i][1], scans[i][2], *(repr(float(x)) for x in probs[i])])
     labels = np.array([s[2] for s in scans])
-    metrics = {f"test/{k}": v for k, v in reference_metrics(probs, labels).items()}
-    (path / "test_metrics.json").write_text(json.dumps({"test/loss": 0.3, **metrics}))
+    values = reference_metrics(probs, labels) | dict(metrics or {})
+    (path / "test_metrics.json").write_text(
+        json.dumps({"test/loss": 0.3, **{f"test/{k}": v for k, v in values.items()}})
+    )

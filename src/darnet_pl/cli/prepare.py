@@ -4,9 +4,12 @@ It prints the split the data will get (scans and patients per chunk and class) b
 a wrong root, index or split manifest shows in seconds rather than after an hour of conversion; ``+dry_run=true``
 stops there and works from the index files alone (CC-CCII's ``unzip_filenames.csv``, or the split manifest
 with ``split=paper``), without any image. Then it converts the scans into the volume cache (in parallel,
-resumable) and prints the ingest summary and where the report is. Training runs the same preparation itself;
-doing it here first keeps the conversion out of a GPU job. It shares the training configs (``conf/``), so the
-data settings given here are the ones training will use.
+resumable) and prints the ingest summary and where the report is. With a cleaning list in use it says how many
+scans the list does not cover (kept as downloaded); volumes found in two split chunks (the same content hash under
+two keys, e.g. one scan supplied under two patient ids) are named with both ids after the conversion, the only
+step that sees the volumes (a dry run does not; a re-run with everything cached takes seconds). Training runs the
+same preparation itself; doing it here first keeps the conversion out of a GPU job. It shares the training configs
+(``conf/``), so the data settings given here are the ones training will use.
 """
 
 from __future__ import annotations
@@ -72,6 +75,21 @@ def split_chunks(
     return subsets, notes
 
 
+def duplicate_line(source: Any, subsets: dict[str, list[ScanRecord]]) -> str | None:
+    """``duplicate volumes across subsets: <key> (<chunk>) = <key> (<chunk>); ...``, or None when there is none.
+
+    Uses the content hashes the cache holds; ``all`` is not a chunk and not compared.
+    """
+    from darnet_pl.data.splits import describe_duplicates, duplicates_across_subsets
+
+    hashes = getattr(source, "volume_hashes", None)
+    chunks = {name: records for name, records in subsets.items() if name != "all"}
+    if not callable(hashes) or not chunks:
+        return None
+    pairs = duplicates_across_subsets(chunks, hashes())
+    return describe_duplicates(pairs) if pairs else None
+
+
 def _count_reasons(excluded: dict[str, str]) -> str:
     counts = Counter(excluded.values())
     return "; ".join(f"{n} {reason}" for reason, n in counts.most_common())
@@ -92,6 +110,7 @@ def prepare(cfg: DictConfig) -> int:
     """Print the split summary, then (unless ``dry_run``) convert the scans; returns the exit code."""
     from hydra.utils import instantiate
 
+    from darnet_pl.data.sources.cached import unlisted_line
     from darnet_pl.data.splits import read_split_manifest, split_summary
 
     data = cfg.data
@@ -121,6 +140,8 @@ def prepare(cfg: DictConfig) -> int:
         print(f"left out on purpose: {len(plan.excluded)} ({_count_reasons(plan.excluded)})")
     if plan.positions:
         print(f"cleaning: {len(plan.positions)} scan(s) re-ordered or trimmed by the cleaning list")
+    if plan.unlisted:
+        print(unlisted_line(plan.unlisted))
     manifest = f" ({data.split_manifest})" if data.get("split_manifest") else ""
     subsets, notes = split_chunks(data, records, plan.excluded)
     print(f"split: {data.split}{manifest}")
@@ -137,6 +158,9 @@ def prepare(cfg: DictConfig) -> int:
         print(f"left out: {len(report.failed)} scan(s), e.g. {report.failed[0].path}: {report.failed[0].cause}")
     print(f"usable: {len(source.records())} scan(s), listed in {source.records_path}")
     print(f"report: {source.report_path}")
+    duplicates = duplicate_line(source, subsets)
+    if duplicates:
+        print(duplicates)
     return 0
 
 

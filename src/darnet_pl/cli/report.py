@@ -1,4 +1,9 @@
-"""``darnet-report``: the command line of ``darnet_pl.report.writer`` (options, exit codes)."""
+"""``darnet-report DIR [DIR ...]``: the command line of ``darnet_pl.report.writer`` (options, exit codes).
+
+Several folders are reported together, e.g. the paper's recipe and its shortcut control, two sweeps::
+
+    darnet-report outputs/darnet/sweep outputs/shortcut_control/sweep   # -> outputs/report/
+"""
 
 from __future__ import annotations
 
@@ -18,10 +23,21 @@ def build_parser() -> OneLineParser:
     parser = OneLineParser(
         prog="darnet-report",
         description="Table IV (mean ± std over folds, fold ensemble with patient-level bootstrap CIs), ROC curves "
-        "and confusion matrices of a Hydra sweep or of a single run.",
+        "and confusion matrices of a Hydra sweep or of a single run; several folders (e.g. a sweep and its shortcut "
+        "control) in one report.",
     )
-    parser.add_argument("dir", type=Path, help="a sweep folder (job folders at any depth) or one run folder")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: DIR/report)")
+    parser.add_argument(
+        "dir",
+        type=Path,
+        nargs="+",
+        help="a sweep folder (job folders at any depth) or one run folder; several: reported together",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default: DIR/report; for several folders, their common parent's report/)",
+    )
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (0: no CIs; default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     parser.add_argument(
@@ -41,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.expected_folds is not None and args.expected_folds < 1:
             raise ValueError(f"--expected-folds {args.expected_folds}: must be 1 or more")
         result = write_report(
-            args.dir,
+            args.dir[0] if len(args.dir) == 1 else args.dir,
             args.out,
             n_bootstrap=args.bootstrap,
             seed=args.seed,

@@ -119,6 +119,9 @@ def check_config(cfg: DictConfig) -> None:
         if not test(value):
             shown = value if not isinstance(value, list) else "[" + ",".join(str(v) for v in value) + "]"
             raise ValueError(f"{key}={shown}: expected {expected}")
+    how = _value(cfg, "model.patient_aggregation")
+    if how not in (_MISSING, None, "mean", "max"):
+        raise ValueError(f"model.patient_aggregation={how}: expected one of mean, max")
     init_from = _value(cfg, "model.init_from")
     if init_from not in (_MISSING, None) and not Path(str(init_from)).expanduser().is_file():
         raise ValueError(f"model.init_from={init_from}: no such file (the weights to start from)")

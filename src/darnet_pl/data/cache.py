@@ -9,18 +9,25 @@ new cache instead of silently reusing volumes made with other settings.
 that cannot be converted is listed with its path and cause in ``ingest_report.json`` and ``ingest_report.csv``
 next to the volumes, and left out. Each volume is written under a temporary name and renamed, so an
 interrupted run leaves no half-written entry that a later run would trust.
+
+Every cached volume carries a content hash, the SHA-256 of its uint8 array bytes (``volume_digest``), kept in
+``volume_hashes.csv`` beside the volumes (``key,sha256,file_bytes,mtime_ns``): computed as a volume is stored, and
+for a volume cached before hashes were kept (or changed since its hash was taken: size or time differ) from the
+file at the next ingest. The volume files themselves are unchanged, so older caches stay readable and are reused
+as they are. The hashes find one volume cached under two keys, e.g. a scan supplied under two patient ids.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -39,6 +46,8 @@ log = logging.getLogger(__name__)
 SETTINGS_NAME = "settings.json"
 INGEST_REPORT_JSON = "ingest_report.json"
 INGEST_REPORT_CSV = "ingest_report.csv"
+VOLUME_HASHES_NAME = "volume_hashes.csv"
+VOLUME_HASH_COLUMNS = ("key", "sha256", "file_bytes", "mtime_ns")
 
 
 class IngestError(ScanError):
@@ -46,10 +55,26 @@ class IngestError(ScanError):
 
 
 class Converted(NamedTuple):
-    """What converting one scan gave: the problem that left it out (None: it is cached), and notes on it."""
+    """What converting one scan gave: the problem that left it out (None: it is cached), notes on it, and the
+    scan's key with the content hash of the volume stored (``volume_digest``; None when none was stored)."""
 
     problem: ScanProblem | None = None
     notes: tuple[ScanNote, ...] = ()
+    key: str = ""
+    digest: str | None = None
+
+
+class VolumeHash(NamedTuple):
+    """One row of ``volume_hashes.csv``: the volume's content hash, and the file's size and time when hashed."""
+
+    sha256: str
+    file_bytes: int
+    mtime_ns: int
+
+
+def volume_digest(volume: np.ndarray) -> str:
+    """SHA-256 (hex) of a volume's uint8 array bytes in C order: equal volumes, equal digests, whatever the file."""
+    return hashlib.sha256(np.ascontiguousarray(volume, dtype=np.uint8).data).hexdigest()
 
 
 class VolumeCache:
@@ -94,6 +119,40 @@ class VolumeCache:
             raise storage_error(path, error, "the cache volume") from None
         return path
 
+    @property
+    def hashes_path(self) -> Path:
+        return self.directory / VOLUME_HASHES_NAME
+
+    def read_hashes(self) -> dict[str, VolumeHash]:
+        """``volume_hashes.csv`` as key -> ``VolumeHash`` (empty when there is none: a cache made before hashes)."""
+        path = self.hashes_path
+        if not path.is_file():
+            return {}
+        table: dict[str, VolumeHash] = {}
+        with path.open(newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                try:
+                    table[row["key"]] = VolumeHash(row["sha256"], int(row["file_bytes"]), int(row["mtime_ns"]))
+                except (KeyError, TypeError, ValueError):  # a damaged row: hashed again at the next ingest
+                    continue
+        return table
+
+    def volume_hashes(self) -> dict[str, str]:
+        """key -> content hash of every volume whose hash is recorded."""
+        return {key: entry.sha256 for key, entry in self.read_hashes().items()}
+
+    def write_hashes(self, table: Mapping[str, VolumeHash]) -> None:
+        """Write ``volume_hashes.csv`` atomically (sorted by key)."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(VOLUME_HASH_COLUMNS)
+        for key in sorted(table):
+            writer.writerow((key, *table[key]))
+        try:
+            write_text_atomic(self.hashes_path, buffer.getvalue())
+        except OSError as error:
+            raise storage_error(self.hashes_path, error, "the volume hashes") from None
+
     def prepare(self) -> None:
         """Create the folder with its ``settings.json``; refuse a folder whose settings say otherwise."""
         settings = self.directory / SETTINGS_NAME
@@ -119,6 +178,8 @@ class IngestReport:
     elapsed_s: float = 0.0
     aborted: bool = False
     notes: list[ScanNote] = field(default_factory=list)
+    digests: dict[str, str] = field(default_factory=dict)
+    """key -> content hash of each volume written by this ingest (all hashes: ``VolumeCache.volume_hashes``)."""
 
     @property
     def ok(self) -> bool:
@@ -169,8 +230,13 @@ def ingest(
             raise IngestError(report.failed[0].path, report.failed[0].cause)
         jobs = [(record, cache, (positions or {}).get(record.key)) for record in todo]
         run_parallel(convert_one, jobs, workers, progress, recorder(report, strict))
+        record_hashes(cache, records, report.digests, {r.key for r in todo})
     except BaseException:
         report.aborted = True
+        try:  # keep the hashes of what was written before the stop; the rest are taken at the next ingest
+            record_hashes(cache, records, report.digests, set(), hash_missing=False)
+        except OSError as error:
+            log.error("%s: cannot write the volume hashes (%s)", cache.directory, error.strerror or error)
         raise
     finally:
         report.elapsed_s = time.perf_counter() - started
@@ -181,6 +247,54 @@ def ingest(
                 raise storage_error(cache.directory, error, "the ingest report") from None
             log.error("%s: cannot write the ingest report (%s)", cache.directory, error.strerror or error)
     return report
+
+
+def record_hashes(
+    cache: VolumeCache,
+    records: Sequence[ScanRecord],
+    digests: Mapping[str, str],
+    converted: Collection[str],
+    hash_missing: bool = True,
+) -> None:
+    """Bring ``volume_hashes.csv`` up to date for the cached volumes of ``records``.
+
+    ``digests``: hashes of the volumes just written; an entry whose file still has the size and time it had when
+    hashed is kept; any other cached volume (cached before hashes were kept, or changed since) is hashed from its
+    file (``hash_missing``; else it stays without a hash). Entries of keys not in ``records`` stay as they were (a
+    selection of the scans, e.g. ``exclude_segmented``, shares the cache), except those ``converted`` anew.
+    Writes only when something changed.
+    """
+    before = cache.read_hashes()
+    table = {key: entry for key, entry in before.items() if key not in converted or key in digests}
+    hashed_now = 0
+    for record in records:
+        path = cache.path_for(record)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            table.pop(record.key, None)
+            continue
+        known = table.get(record.key)
+        if record.key in digests:
+            digest = digests[record.key]
+        elif known is not None and (known.file_bytes, known.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+            continue
+        elif hash_missing:
+            try:
+                digest = volume_digest(cache.load(record, mmap=True))
+            except (OSError, ValueError) as error:  # unreadable: left without a hash, named in the log
+                log.warning("%s: cannot hash the cached volume (%s)", path, error)
+                table.pop(record.key, None)
+                continue
+            hashed_now += 1
+        else:
+            table.pop(record.key, None)
+            continue
+        table[record.key] = VolumeHash(digest, stat.st_size, stat.st_mtime_ns)
+    if hashed_now:
+        log.info("%s: content hashes taken of %d cached volume(s)", cache.directory, hashed_now)
+    if table != before:
+        cache.write_hashes(table)
 
 
 def _pending(records: Sequence[ScanRecord], cache: VolumeCache, report: IngestReport) -> list[ScanRecord]:
@@ -213,6 +327,8 @@ def recorder(report: IngestReport, strict: bool) -> Callable[[Converted], None]:
             report.notes.append(entry)
         if result.problem is None:
             report.converted += 1
+            if result.digest is not None:
+                report.digests[result.key] = result.digest
             return
         report.failed.append(result.problem)
         if strict:
@@ -272,10 +388,12 @@ def guarded_conversion(record: ScanRecord, read: Callable[[], np.ndarray], cache
     A scan that cannot be read is one scan's problem, reported and left out; a cache that cannot be written
     (``StorageError``: disk full, read-only) stops the ingest. The reader's notes come back either way.
     """
-    problem = None
+    problem = digest = None
     with collecting_notes() as collected:
         try:
-            cache.store(record, read())
+            volume = read()
+            cache.store(record, volume)
+            digest = volume_digest(volume)
         except ScanError as error:
             problem = ScanProblem.from_error(record.key, error)
         except StorageError:
@@ -284,7 +402,8 @@ def guarded_conversion(record: ScanRecord, read: Callable[[], np.ndarray], cache
             problem = ScanProblem(record.key, str(record.path), "out of memory while converting")
         except Exception as exc:  # an unexpected failure is still one scan's problem, reported rather than fatal
             problem = ScanProblem(record.key, str(record.path), f"unexpected {type(exc).__name__}: {exc}")
-    return Converted(problem, tuple(ScanNote(record.key, path, text) for path, text in collected))
+    notes = tuple(ScanNote(record.key, path, text) for path, text in collected)
+    return Converted(problem, notes, record.key, digest if problem is None else None)
 
 
 def write_report(cache: VolumeCache, report: IngestReport) -> None:

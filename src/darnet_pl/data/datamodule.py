@@ -20,6 +20,8 @@ from darnet_pl.data.records import ScanRecord
 from darnet_pl.data.sampling import EpochKey, ResumableDataLoader, ResumableSampler, per_device_batch
 from darnet_pl.data.splits import (
     SplitError,
+    describe_duplicates,
+    duplicates_across_subsets,
     read_split_manifest,
     split_summary,
     stratified_patient_chunks,
@@ -95,6 +97,7 @@ class CTDataModule(pl.LightningDataModule):
             if not subset:
                 raise SplitError(f"fold {self.hparams.fold}: the {name} subset is empty")
         log.info("fold %d split\n%s", self.hparams.fold, split_summary(self.subsets, self.class_names))
+        self._report_duplicates()
         loader = self.source.volume_loader()
         augmentation = train_transforms(self.size, self.augment)
         on_device = self.augment.enabled and self.augment.on_device
@@ -112,6 +115,15 @@ class CTDataModule(pl.LightningDataModule):
             "val": ScanDataset(self.subsets["val"], self.class_names, loader, eval_transforms()),
             "test": ScanDataset(self.subsets["test"], self.class_names, loader, eval_transforms()),
         }
+
+    def _report_duplicates(self) -> None:
+        """A warning naming both ids of every volume found in two subsets (sources that record content hashes)."""
+        hashes = getattr(self.source, "volume_hashes", None)
+        if not callable(hashes):
+            return
+        pairs = duplicates_across_subsets(self.subsets, hashes())
+        if pairs:
+            log.warning("fold %d: %s", self.hparams.fold, describe_duplicates(pairs))
 
     def _chunks(self, records: list[ScanRecord]) -> dict[str, str]:
         hp = self.hparams

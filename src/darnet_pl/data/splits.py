@@ -198,3 +198,38 @@ def split_summary(subsets: Mapping[str, Sequence[ScanRecord]], class_names: Sequ
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
     return "scans (patients)\n" + "\n".join(lines)
+
+
+DuplicatePair = tuple[tuple[str, str], tuple[str, str]]
+"""``((key a, subset a), (key b, subset b))``: two scans of different subsets whose volumes are identical."""
+
+
+def duplicates_across_subsets(
+    subsets: Mapping[str, Sequence[ScanRecord]], hashes: Mapping[str, str]
+) -> list[DuplicatePair]:
+    """Pairs of scans in different subsets with the same volume content hash (``hashes``: key -> hash).
+
+    A scan supplied twice, e.g. under two patient ids, escapes the patient-level leakage check; its volume does not.
+    Within a pair, and among pairs, subsets come in the order of ``subsets`` (e.g. train, val, test), then keys.
+    Scans without a hash are not compared; duplicates within one subset are not reported.
+    """
+    order = {name: i for i, name in enumerate(subsets)}
+    by_hash: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for name, records in subsets.items():
+        for record in records:
+            digest = hashes.get(record.key)
+            if digest:
+                by_hash[digest].append((record.key, name))
+    pairs: list[DuplicatePair] = []
+    for members in by_hash.values():
+        members.sort(key=lambda member: (order[member[1]], member[0]))
+        for i, first in enumerate(members):
+            pairs.extend((first, second) for second in members[i + 1 :] if second[1] != first[1])
+    return sorted(pairs, key=lambda pair: (order[pair[0][1]], order[pair[1][1]], pair[0][0], pair[1][0]))
+
+
+def describe_duplicates(pairs: Sequence[DuplicatePair], limit: int = 20) -> str:
+    """``duplicate volumes across subsets: <key a> (train) = <key b> (test); ...`` (the first ``limit`` pairs)."""
+    shown = "; ".join(f"{a} ({subset_a}) = {b} ({subset_b})" for (a, subset_a), (b, subset_b) in pairs[:limit])
+    more = f"; and {len(pairs) - limit} more pair(s)" if len(pairs) > limit else ""
+    return f"duplicate volumes across subsets: {shown}{more}"

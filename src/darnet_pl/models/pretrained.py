@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +35,7 @@ from pathlib import Path
 import torch
 
 from darnet_pl.models.darnet import DARNet
+from darnet_pl.utils.torch_files import load_safely
 
 # (pattern, replacement) rewrites from a file's key (prefixes stripped) to a DARNet key; the first match wins and a
 # key no rule matches has no counterpart. The classifier is mapped too, so that it is reported as replaced.
@@ -152,16 +151,7 @@ def load_pretrained(model: DARNet, path: str | os.PathLike[str]) -> InitReport:
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     """The file's tensors by key, from a bare state dict or a dict holding one under 'state_dict' or 'model'."""
-    if path.is_dir():
-        raise ValueError(f"{path}: is a folder, not a weights file")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: weights file not found")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the unpickler warns about pickle protocols before refusing
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{path}: {_load_failure(exc, path)}") from None
+    payload = load_safely(path, "weights file")
     if isinstance(payload, Mapping):
         for name in ("state_dict", "model"):
             if isinstance(payload.get(name), Mapping):
@@ -173,21 +163,6 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     if not tensors:
         raise ValueError(f"{path}: holds no tensors (keys: {', '.join(map(str, list(payload)[:5]))})")
     return tensors
-
-
-def _load_failure(exc: Exception, path: Path) -> str:
-    text = str(exc)
-    found = re.search(r"GLOBAL ([\w.]+)", text)
-    if found or "Weights only load failed" in text:
-        what = f"the Python object {found.group(1)}" if found else "pickled Python objects"
-        return (
-            f"refused: the file holds {what}, which safe loading (weights_only=True) does not unpickle; only files "
-            "made of tensors and plain values are loaded"
-        )
-    if not zipfile.is_zipfile(path):
-        return "not a PyTorch weights file (not a torch.save archive)"
-    first = text.strip().splitlines()[0][:120] if text.strip() else ""
-    return f"damaged or not a PyTorch weights file ({type(exc).__name__}{': ' + first if first else ''})"
 
 
 def _strip(key: str) -> str:

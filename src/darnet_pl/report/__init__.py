@@ -1,6 +1,9 @@
 """Sweep reports: the paper's Table IV (mean ± std over folds), fold ensembles with patient-level bootstrap CIs,
-ROC curves and confusion matrices, from the files training jobs write (``darnet_pl.runs``).
+patient-level metrics and calibration (Brier, ECE, reliability diagrams), ROC curves and confusion matrices, from the
+files training jobs write (``darnet_pl.runs``). On CC-CCII the paper's own Table IV (``report.paper_table_iv``)
+stands beside our rows, each fold mean marked inside / outside its mean ± std; the shortcut control's sweep can be
+reported together with the raw one.
 
 ``write_report(sweep_dir)`` (``report.writer``) from Python, e.g. the Hydra callback at the end of a multirun;
-``darnet-report DIR`` (``darnet_pl.cli.report``) from a shell.
+``darnet-report DIR [DIR ...]`` (``darnet_pl.cli.report``) from a shell.
 """

@@ -6,13 +6,20 @@ or by Hydra's ``.hydra/config.yaml``, at any depth, so a Hydra multirun (``<swee
 by their attention variant plus any other override that differs between jobs (everything but the fold), so a sweep
 over, say, ``data.split_seed`` never averages different experiments together.
 
+Several folders (or their common parent) are read as one collection: the shortcut control
+(``+experiment=shortcut_control``, ``data.source.exclude_segmented=true``) is its own sweep, and its jobs form rows
+of their own, the ``condition`` ``shortcut_control``, compared with the paper's recipe (``+experiment=darnet``) as
+if it were the same experiment on other data: so the raw and the control rows of a variant differ only in their
+condition and sit side by side. Each job also says which data it was trained on (``dataset``: ``ccii`` for
+CC-CCII), which decides whether the paper's own figures belong beside it.
+
 Only reads: nothing under the sweep is written or moved here.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,11 +36,19 @@ from darnet_pl.runs.layout import (
     PREDICTIONS_FILE,
 )
 from darnet_pl.runs.metrics_file import read_metrics_file
-from darnet_pl.runs.naming import experiment_overrides
+from darnet_pl.runs.naming import experiment_overrides, override_key
 from darnet_pl.runs.predictions import InvalidPredictions, Predictions, read_predictions
 from darnet_pl.utils.text import safe_name
 
 DEFAULT_POSITIVE = "NCP"
+CCII_SOURCE = "darnet_pl.data.sources.ccii.CCIISource"
+# Experiments (task names) of the paper's recipe on CC-CCII: the fallback when a config names no data source.
+CCII_TASKS = frozenset({"darnet", "ablation", "shortcut_control"})
+CONTROL = "shortcut_control"
+# A control experiment and the experiment it is the control of (conf/experiment/shortcut_control.yaml: darnet's
+# recipe without the pre-segmented scans), for grouping: the control's rows line up with the recipe's.
+CONTROL_OF = {CONTROL: "darnet"}
+_CONTROL_KEYS = frozenset({"data.source.exclude_segmented"})
 # The paper's order of the ablation rows (Tables III, IV); unknown variants follow alphabetically.
 VARIANT_ORDER = ("none", "ca", "da", "dual")
 
@@ -51,6 +66,9 @@ class Job:
     overrides: tuple[str, ...]
     class_names: tuple[str, ...]
     positive_class: str
+    task_name: str | None = None
+    dataset: str = "unknown"  # "ccii" (CC-CCII), else the data source's class name, or "unknown"
+    condition: str = ""  # "" (the data as the recipe reads it) or "shortcut_control" (pre-segmented scans left out)
     metrics: dict[str, float] | None = None
     predictions: Predictions | None = None
     problems: list[str] = field(default_factory=list)
@@ -62,17 +80,24 @@ class Job:
 
 @dataclass
 class Group:
-    """The jobs of one table row: same variant and same experiment overrides, different folds."""
+    """The jobs of one table row: same variant, condition and experiment overrides, different folds."""
 
     variant: str
-    overrides: tuple[str, ...]  # the experiment-defining overrides (fold and variant removed)
-    shown_overrides: tuple[str, ...] = ()  # those that differ between groups, for the row's label
+    overrides: tuple[str, ...]  # the experiment-defining overrides (fold and variant removed), of its first job
+    condition: str = ""  # as Job.condition
+    compared: tuple[str, ...] = ()  # the overrides it is grouped and compared by (control_overrides)
+    shown_overrides: tuple[str, ...] = ()  # those of ``compared`` that differ between groups, for the row's label
+    dataset: str = "unknown"
     jobs: list[Job] = field(default_factory=list)  # completed jobs, by fold
     incomplete: list[Job] = field(default_factory=list)
 
     @property
-    def key(self) -> tuple[str, tuple[str, ...]]:
-        return (self.variant, self.overrides)
+    def key(self) -> tuple[str, str, tuple[str, ...]]:
+        return (self.variant, self.condition, self.compared)
+
+    @property
+    def is_control(self) -> bool:
+        return self.condition == CONTROL
 
     @property
     def folds(self) -> list[int | None]:
@@ -80,17 +105,18 @@ class Group:
 
     @property
     def slug(self) -> str:
-        """A file-name-safe name of the group: the variant, then the differing overrides."""
-        text = "__".join((self.variant, *self.shown_overrides))
+        """A file-name-safe name of the group: the variant, its condition if any, then the differing overrides."""
+        text = "__".join((self.variant, *([self.condition] if self.condition else []), *self.shown_overrides))
         return safe_name(text, keep="_.=-") or "run"
 
 
 @dataclass
 class Collection:
-    root: Path
+    root: Path  # the folder given, or the common parent of several
     groups: list[Group]
     jobs: list[Job]
     problems: list[str]
+    roots: list[Path] = field(default_factory=list)  # every folder given
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -140,6 +166,29 @@ def _select(config: Any, dotted: str) -> Any:
     return node
 
 
+def dataset_of(source_target: Any, task_name: Any) -> str:
+    """``ccii`` for CC-CCII jobs (by the data source's class; by the experiment when the config names no source),
+    else the source's class name, or ``unknown``."""
+    if isinstance(source_target, str) and source_target:
+        return "ccii" if source_target == CCII_SOURCE else source_target.rsplit(".", 1)[-1]
+    return "ccii" if task_name in CCII_TASKS else "unknown"
+
+
+def control_overrides(overrides: Iterable[str], condition: str) -> tuple[str, ...]:
+    """The overrides a job is grouped by: those switching the control on are left out (``condition`` carries
+    it), and a control experiment counts as the experiment it controls, so raw and control rows line up."""
+    kept = []
+    for item in overrides:
+        key = override_key(item)
+        if key in _CONTROL_KEYS:
+            continue
+        if key == "experiment" and condition:
+            name, _, value = item.partition("=")
+            item = f"{name}={CONTROL_OF.get(value, value)}"
+        kept.append(item)
+    return tuple(sorted(kept))
+
+
 def read_metrics(path: Path) -> dict[str, float]:
     """``test_metrics.json`` with the ``test/`` prefix dropped: keys as PaperMetrics names them."""
     return {k.removeprefix("test/"): v for k, v in read_metrics_file(path).items()}
@@ -161,6 +210,10 @@ def read_job(path: Path) -> Job:
     fold = _select(config, "fold")
     class_names = _select(config, "data.class_names")
     positive = _select(config, "model.positive_class")
+    task_name = _select(config, "task_name")
+    task_name = str(task_name) if isinstance(task_name, str) else None
+    excluded = _select(config, "data.source.exclude_segmented")  # the switch decides; the task name where absent
+    control = excluded if isinstance(excluded, bool) else task_name == CONTROL
     overrides_raw = _load_yaml(path / HYDRA_OVERRIDES) if (path / HYDRA_OVERRIDES).is_file() else []
     overrides = experiment_overrides(overrides_raw if isinstance(overrides_raw, list) else [])
 
@@ -171,6 +224,9 @@ def read_job(path: Path) -> Job:
         overrides=overrides,
         class_names=tuple(class_names) if isinstance(class_names, list) else CLASS_NAMES,
         positive_class=str(positive) if isinstance(positive, str) else DEFAULT_POSITIVE,
+        task_name=task_name,
+        dataset=dataset_of(_select(config, "data.source._target_"), task_name),
+        condition=CONTROL if control else "",
         problems=problems,
     )
     if config is None and not problems:
@@ -216,25 +272,57 @@ def _dedupe(jobs: list[Job], problems: list[str]) -> list[Job]:
     return sorted(kept, key=lambda j: (j.fold is None, j.fold or 0, str(j.path)))
 
 
-def collect(root: str | os.PathLike[str], skip: Iterable[Path] = ()) -> Collection:
-    """Read every job under ``root`` and group them into table rows."""
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such directory")
-    jobs = [read_job(path) for path in find_job_dirs(root, skip)]
+def as_roots(roots: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """One folder or several, as paths (a str or path is one folder)."""
+    if isinstance(roots, str | os.PathLike):
+        return [Path(roots)]
+    paths = [Path(r) for r in roots]
+    if not paths:
+        raise ValueError("no folder given")
+    return paths
+
+
+def common_root(roots: Sequence[Path]) -> Path:
+    """The folder itself, or the deepest folder holding all of several."""
+    if len(roots) == 1:
+        return roots[0]
+    return Path(os.path.commonpath([str(r.resolve()) for r in roots]))
+
+
+def collect(root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], skip: Iterable[Path] = ()) -> Collection:
+    """Read every job under ``root`` (one folder, or several read as one) and group them into table rows."""
+    roots = as_roots(root)
+    for folder in roots:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: no such directory")
+    skip = list(skip)
+    seen: set[Path] = set()
+    job_dirs = []
+    for folder in roots:  # a folder given twice, or one inside another, is read once
+        for path in find_job_dirs(folder, skip):
+            if path.resolve() not in seen:
+                seen.add(path.resolve())
+                job_dirs.append(path)
+    jobs = [read_job(path) for path in job_dirs]
     problems = [p for job in jobs for p in job.problems]
 
-    groups: dict[tuple[str, tuple[str, ...]], Group] = {}
+    groups: dict[tuple[str, str, tuple[str, ...]], Group] = {}
     for job in jobs:
-        group = groups.setdefault((job.variant, job.overrides), Group(job.variant, job.overrides))
+        compared = control_overrides(job.overrides, job.condition)
+        key = (job.variant, job.condition, compared)
+        group = groups.setdefault(
+            key, Group(job.variant, job.overrides, condition=job.condition, compared=compared, dataset=job.dataset)
+        )
         (group.jobs if job.complete else group.incomplete).append(job)
-    all_overrides = [set(g.overrides) for g in groups.values()]
+    all_overrides = [set(g.compared) for g in groups.values()]
     common = set.intersection(*all_overrides) if all_overrides else set()
     for group in groups.values():
-        group.shown_overrides = tuple(o for o in group.overrides if o not in common)
+        group.shown_overrides = tuple(o for o in group.compared if o not in common)
         group.jobs = _dedupe(group.jobs, problems)
-    ordered = sorted(groups.values(), key=lambda g: (variant_rank(g.variant), g.shown_overrides))
-    return Collection(root=root, groups=ordered, jobs=jobs, problems=problems)
+        datasets = {job.dataset for job in group.jobs + group.incomplete}
+        group.dataset = datasets.pop() if len(datasets) == 1 else "mixed"
+    ordered = sorted(groups.values(), key=lambda g: (variant_rank(g.variant), g.shown_overrides, g.condition))
+    return Collection(root=common_root(roots), groups=ordered, jobs=jobs, problems=problems, roots=roots)
 
 
 def missing_jobs(collection: Collection, expected_folds: int | None = None) -> list[str]:

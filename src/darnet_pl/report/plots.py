@@ -1,4 +1,4 @@
-"""ROC curves and confusion matrices as PNG.
+"""ROC curves, confusion matrices and reliability diagrams as PNG.
 
 Uses matplotlib's object API (``Figure``, rendered by Agg on save) and never ``pyplot``: no global backend is
 switched, no GUI is needed, and nothing leaks between figures when a Hydra callback calls this inside a
@@ -188,4 +188,69 @@ def plot_confusion(
         _matrix_panel(ax, matrix, class_names, subtitle, normalised)
     fig.suptitle(f"Confusion matrices on the test set — {title}", fontsize=13)
     fig.tight_layout()
+    save(fig, path)
+
+
+@dataclass
+class Reliability:
+    """Top-label reliability of one set of probabilities (scans or patients), in equal-width confidence bins."""
+
+    name: str
+    probs: np.ndarray
+    labels: np.ndarray
+    ece: float | None = None  # the report's number, shown in the legend
+    brier: float | None = None
+
+
+def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int) -> tuple[np.ndarray, ...]:
+    """Per bin of the top-label confidence: count, mean confidence and accuracy (NaN in empty bins). Bins as
+    ``darnet_pl.metrics.expected_calibration_error`` makes them (``edge_i <= confidence < edge_i+1``), except that a
+    confidence of exactly 1, a bin of its own there, is drawn in the last bar."""
+    confidence = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == labels).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    index = np.clip(np.searchsorted(edges, confidence, side="right") - 1, 0, n_bins - 1)
+    count = np.bincount(index, minlength=n_bins).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_conf = np.where(count > 0, np.bincount(index, confidence, n_bins) / np.maximum(count, 1), np.nan)
+        accuracy = np.where(count > 0, np.bincount(index, correct, n_bins) / np.maximum(count, 1), np.nan)
+    return count, mean_conf, accuracy
+
+
+def plot_reliability(
+    path: str | os.PathLike[str] | BinaryIO, title: str, panels: Sequence[Reliability], n_bins: int = 15
+) -> None:
+    """One reliability diagram per panel (e.g. scans, patients): accuracy of the argmax decision per confidence
+    bin (bars) against the bin's mean confidence (dots; perfect calibration: on the diagonal), the gap between them
+    a red line, and below it how many samples each bin holds."""
+    fig = Figure(figsize=(5.6 * len(panels), 6.4))
+    grid = fig.add_gridspec(2, len(panels), height_ratios=(3, 1), hspace=0.08)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    centres, width = (edges[:-1] + edges[1:]) / 2, 1.0 / n_bins
+    for i, panel in enumerate(panels):
+        top = fig.add_subplot(grid[0, i])
+        bottom = fig.add_subplot(grid[1, i], sharex=top)
+        count, mean_conf, accuracy = reliability_bins(panel.probs, panel.labels, n_bins)
+        filled = count > 0
+        top.plot([0, 1], [0, 1], linestyle="--", color="0.5", linewidth=1, label="perfect calibration")
+        top.bar(centres[filled], accuracy[filled], width=width, color="tab:blue", alpha=0.8, edgecolor="white",
+                label="accuracy")  # fmt: skip
+        top.vlines(centres[filled], accuracy[filled], mean_conf[filled], color="tab:red", linewidth=1.5)
+        top.plot(centres[filled], mean_conf[filled], "o", color="tab:red", markersize=4,
+                 label="mean confidence (line: the gap)")  # fmt: skip
+        numbers = [f"ECE {panel.ece:.4f}" if panel.ece is not None else None]
+        numbers.append(f"Brier {panel.brier:.4f}" if panel.brier is not None else None)
+        shown = ", ".join(n for n in numbers if n)
+        top.set_title(f"{panel.name} (n = {len(panel.labels)}{', ' + shown if shown else ''})", fontsize=11)
+        top.set_xlim(0.0, 1.0)
+        top.set_ylim(0.0, 1.03)
+        top.set_ylabel("Accuracy")
+        top.grid(alpha=0.3)
+        top.legend(loc="upper left", fontsize=8, framealpha=0.9)
+        top.tick_params(labelbottom=False)
+        bottom.bar(centres, count, width=width, color="0.5", edgecolor="white")
+        bottom.set_xlabel("Confidence (top-label probability)")
+        bottom.set_ylabel("count")
+        bottom.grid(alpha=0.3)
+    fig.suptitle(f"Reliability on the test set — {title}", fontsize=13)
     save(fig, path)

@@ -4,6 +4,11 @@ CSV and LaTeX (booktabs).
 The layout is the paper's: two blocks (COVID-19 vs the rest; three classes), columns AUC, accuracy, sensitivity,
 specificity and F1, AUC with four decimals and the rest in percent with two. The std is the sample std (ddof=1), as
 papers report fold spreads. The numbers come in as rows built elsewhere; this module only summarises and formats.
+
+On CC-CCII the paper's own figures (``report.paper_table_iv``) are rows of kind ``paper`` beside ours, and each of
+our fold means carries a mark: ✓ inside the paper's mean ± std, ✗ outside (``Row.within``). Patient-level blocks
+(``patient_blocks``: keys ``patient/...``) hold the rows that have such values (the fold ensemble's); a block only
+lists the rows that have a value for it.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from darnet_pl.report import paper_table_iv
+
 # Paper row names of the attention variants (Tables III, IV).
 VARIANT_NAMES = {
     "none": "DARNet (w/o DA and CA)",
@@ -24,6 +31,13 @@ VARIANT_NAMES = {
     "dual": "DARNet",
 }
 CLASS_DISPLAY = {"CP": "CP", "NCP": "COVID-19 (NCP)", "Normal": "Normal"}
+CONDITION_NAMES = {"shortcut_control": "shortcut control"}
+PATIENT_PREFIX = "patient/"
+MARKS = {True: "✓", False: "✗"}
+MARK_NOTE = (
+    "✓ / ✗: our fold mean lies inside / outside the paper's mean ± std (Table IV), compared at the paper's printed "
+    "precision."
+)
 
 
 @dataclass(frozen=True)
@@ -77,8 +91,29 @@ def blocks(class_names: Sequence[str], positive_class: str) -> tuple[Block, Bloc
     return two, multi
 
 
-def method_name(variant: str, overrides: Sequence[str] = ()) -> str:
+def patient_blocks(class_names: Sequence[str], positive_class: str) -> tuple[Block, ...]:
+    """The two blocks again on patient-level probabilities (keys ``patient/...``)."""
+    return tuple(
+        Block(
+            f"{PATIENT_PREFIX}{b.name}",
+            f"Patient level, {b.title[0].lower()}{b.title[1:]}",
+            tuple(PATIENT_PREFIX + k for k in b.keys),
+        )
+        for b in blocks(class_names, positive_class)
+    )
+
+
+def qualify(name: str, word: str) -> str:
+    """``DARNet (paper)``, ``DARNet (w/o DA; paper)``: one more word in the name's parenthesis."""
+    if name.endswith(")") and " (" in name:
+        return f"{name[:-1]}; {word})"
+    return f"{name} ({word})"
+
+
+def method_name(variant: str, overrides: Sequence[str] = (), condition: str = "") -> str:
     name = VARIANT_NAMES.get(variant, f"DARNet (attention={variant})")
+    if condition:
+        name = qualify(name, CONDITION_NAMES.get(condition, condition))
     return f"{name} [{', '.join(overrides)}]" if overrides else name
 
 
@@ -112,16 +147,17 @@ def summarise(metrics: Sequence[Mapping[str, float]]) -> dict[str, Stat]:
 
 @dataclass
 class Row:
-    """One line of the table: a variant's fold statistics, its fold ensemble, or a single run."""
+    """One line of the table: a variant's fold statistics, its fold ensemble, a single run, or the paper's figures."""
 
     method: str
     variant: str
     overrides: tuple[str, ...]
-    kind: str  # "folds" (mean ± std), "ensemble" (value [CI]), "single" (one run: value [CI])
+    kind: str  # "folds" (mean ± std), "ensemble" (value [CI]), "single" (one run: value [CI]), "paper" (mean ± std)
     n: int  # folds averaged, or models in the ensemble
     value: dict[str, float]
     std: dict[str, float] = field(default_factory=dict)
     ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    within: dict[str, bool | None] = field(default_factory=dict)  # inside the paper's mean ± std (folds rows)
 
     @property
     def label(self) -> str:
@@ -133,7 +169,82 @@ class Row:
             return f"ens. of {self.n}"
         if self.kind == "single":
             return "1 run"
-        return f"{self.n} fold{'s' if self.n != 1 else ''}"
+        folds = f"{self.n} fold{'s' if self.n != 1 else ''}"
+        return f"paper, {folds}" if self.kind == "paper" else folds
+
+    def shows(self, block: Block) -> bool:
+        """Whether the row has a line in ``block`` (any of its keys)."""
+        return any(key in self.value for key in block.keys)
+
+
+def paper_row(variant: str) -> Row | None:
+    """The paper's Table IV figures of one variant as a row (None for a variant the paper does not have)."""
+    refs = paper_table_iv.reference(variant)
+    if not refs:
+        return None
+    return Row(
+        method=qualify(VARIANT_NAMES.get(variant, variant), "paper"),
+        variant=variant,
+        overrides=(),
+        kind="paper",
+        n=paper_table_iv.PAPER_FOLDS,
+        value={key: ref.mean for key, ref in refs.items()},
+        std={key: ref.std for key, ref in refs.items()},
+    )
+
+
+def mark_within(row: Row) -> dict[str, bool | None]:
+    """Sets and returns ``row.within``: for every figure the paper has for the row's variant, whether our value is
+    inside the paper's mean ± std (None where ours is undefined)."""
+    refs = paper_table_iv.reference(row.variant)
+    row.within = {key: paper_table_iv.within(row.value.get(key, math.nan), ref) for key, ref in refs.items()}
+    return row.within
+
+
+def paper_comparison(rows: Sequence[Row]) -> list[dict[str, object]]:
+    """One record per (row with marks, metric): ours, the paper's mean and std, the difference, inside or not."""
+    records: list[dict[str, object]] = []
+    for row in rows:
+        refs = paper_table_iv.reference(row.variant)
+        for key, inside in row.within.items():
+            ref, ours = refs[key], row.value.get(key, math.nan)
+            records.append(
+                {
+                    "method": row.label,
+                    "variant": row.variant,
+                    "metric": key,
+                    "ours": ours,
+                    "ours_std": row.std.get(key, math.nan),
+                    "paper_mean": ref.mean,
+                    "paper_std": ref.std,
+                    "difference": ours - ref.mean,
+                    "within_paper": inside,
+                }
+            )
+    return records
+
+
+def comparison_csv(records: Sequence[Mapping[str, object]]) -> str:
+    """``paper_comparison``'s records as CSV, numbers in the table's units (AUC a fraction, the rest percent)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    names = ("ours", "ours_std", "paper_mean", "paper_std", "difference")
+    writer.writerow(["method", "variant", "metric", "unit", *names, "within_paper"])
+    for record in records:
+        metric = str(record["metric"])
+        percent = not metric.endswith(("auc", "auc_macro"))
+        scale = 100.0 if percent else 1.0
+        numbers = [float(record[n]) for n in names]  # type: ignore[arg-type]
+        cells = ["" if not math.isfinite(x) else f"{scale * x:.6g}" for x in numbers]
+        inside = record["within_paper"]
+        writer.writerow(
+            [record["method"], record["variant"], metric, "%" if percent else "fraction", *cells, _in_out(inside)]
+        )
+    return buffer.getvalue()
+
+
+def _in_out(inside: object) -> str:
+    return "" if inside is None else ("in" if inside else "out")
 
 
 def _scale(column: Column, x: float) -> float:
@@ -145,18 +256,20 @@ def _fmt(column: Column, x: float) -> str:
 
 
 def cell(row: Row, key: str, column: Column) -> str:
-    """``mean±std`` for fold rows, ``value [low, high]`` where a CI exists, the bare value otherwise."""
+    """``mean±std`` for fold and paper rows, ``value [low, high]`` where a CI exists, the bare value otherwise;
+    then the mark of ``row.within`` (✓ / ✗) where the row has one."""
     value = row.value.get(key, math.nan)
     if not math.isfinite(value):
         return "–"
     text = _fmt(column, value)
     std = row.std.get(key, math.nan)
-    if row.kind == "folds" and math.isfinite(std):
-        return f"{text}±{_fmt(column, std)}"
     low, high = row.ci.get(key, (math.nan, math.nan))
-    if math.isfinite(low) and math.isfinite(high):
-        return f"{text} [{_fmt(column, low)}, {_fmt(column, high)}]"
-    return text
+    if row.kind in ("folds", "paper") and math.isfinite(std):
+        text = f"{text}±{_fmt(column, std)}"
+    elif math.isfinite(low) and math.isfinite(high):
+        text = f"{text} [{_fmt(column, low)}, {_fmt(column, high)}]"
+    mark = MARKS.get(row.within.get(key))  # type: ignore[arg-type]
+    return f"{text} {mark}" if mark else text
 
 
 def to_markdown(rows: Sequence[Row], table_blocks: Sequence[Block], notes: Sequence[str] = ()) -> str:
@@ -164,7 +277,7 @@ def to_markdown(rows: Sequence[Row], table_blocks: Sequence[Block], notes: Seque
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * len(COLUMNS)) + "|"]
     for block in table_blocks:
         lines.append("| " + " | ".join([f"**{block.title}**", *[""] * (len(header) - 1)]) + " |")
-        for row in rows:
+        for row in (r for r in rows if r.shows(block)):
             cells = [cell(row, key, col) for key, col in zip(block.keys, COLUMNS, strict=True)]
             lines.append("| " + " | ".join([row.label, row.n_text, *cells]) + " |")
     text = "\n".join(lines) + "\n"
@@ -174,22 +287,24 @@ def to_markdown(rows: Sequence[Row], table_blocks: Sequence[Block], notes: Seque
 
 
 def to_csv(rows: Sequence[Row], table_blocks: Sequence[Block]) -> str:
-    """One line per (block, row); numbers in the table's units (AUC as a fraction, the rest in percent)."""
+    """One line per (block, row); numbers in the table's units (AUC as a fraction, the rest in percent);
+    ``<metric>_within_paper``: ``in`` / ``out`` of the paper's mean ± std where the row is compared, else empty."""
     fields = ["block", "method", "variant", "overrides", "kind", "n", "metric_keys"]
     for col in COLUMNS:
         base = f"{col.name}_pct" if col.percent else col.name
-        fields += [base, f"{base}_std", f"{base}_ci_low", f"{base}_ci_high"]
+        fields += [base, f"{base}_std", f"{base}_ci_low", f"{base}_ci_high", f"{base}_within_paper"]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(fields)
     for block in table_blocks:
-        for row in rows:
+        for row in (r for r in rows if r.shows(block)):
             line: list[object] = [block.name, row.label, row.variant, " ".join(row.overrides), row.kind, row.n]
             line.append(" ".join(block.keys))
             for key, col in zip(block.keys, COLUMNS, strict=True):
                 low, high = row.ci.get(key, (math.nan, math.nan))
                 for x in (row.value.get(key, math.nan), row.std.get(key, math.nan), low, high):
                     line.append("" if not math.isfinite(x) else f"{_scale(col, x):.6g}")
+                line.append(_in_out(row.within.get(key)))
             writer.writerow(line)
     return buffer.getvalue()
 
@@ -207,6 +322,8 @@ _LATEX_SPECIAL = {
     "^": r"\textasciicircum{}",
     "±": r"$\pm$",
     "–": "--",
+    "✓": r"$\surd$",  # plain LaTeX (no amssymb needed)
+    "✗": r"$\times$",
 }
 
 
@@ -215,7 +332,7 @@ def latex_escape(text: str) -> str:
 
 
 def to_latex(rows: Sequence[Row], table_blocks: Sequence[Block], caption: str, label: str = "tab:ablation") -> str:
-    """A booktabs table (needs ``\\usepackage{booktabs}``)."""
+    """A booktabs table (needs ``\\usepackage{booktabs}``; the marks are plain LaTeX: ``$\\surd$``, ``$\\times$``)."""
     ncol = 2 + len(COLUMNS)
     out = [
         r"\begin{table}[t]",
@@ -229,7 +346,7 @@ def to_latex(rows: Sequence[Row], table_blocks: Sequence[Block], caption: str, l
     for block in table_blocks:
         out.append(r"\midrule")
         out.append(rf"\multicolumn{{{ncol}}}{{l}}{{\textit{{{latex_escape(block.title)}}}}} \\")
-        for row in rows:
+        for row in (r for r in rows if r.shows(block)):
             cells = [latex_escape(cell(row, key, col)) for key, col in zip(block.keys, COLUMNS, strict=True)]
             out.append(" & ".join([latex_escape(row.label), latex_escape(row.n_text), *cells]) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]

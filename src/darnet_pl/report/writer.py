@@ -1,11 +1,21 @@
-"""``darnet-report DIR``: the Table IV report of a sweep (or of one run), and ``write_report`` for Python callers.
+"""``darnet-report DIR...``: the Table IV report of a sweep (or of one run, or of several sweeps together), and
+``write_report`` for Python callers.
 
 ``write_report`` ties the pieces together: collect the jobs, summarise folds, build each row's fold ensemble and
-its patient-level bootstrap, then write tables, plots and ``report.json`` into ``<DIR>/report/``. Job folders are
-only read. Every file is computed in memory first and then all are written together (``publish_files``: all of
-them or, on a full disk or an interrupt, none), while the folder is locked against a second ``darnet-report``. A
-re-run replaces the previous report's files (the summary says so) and removes those of its files that the new
-report no longer has, e.g. the plots of a row that disappeared.
+its patient-level bootstrap, then write tables, plots and ``report.json`` into ``<DIR>/report/`` (several folders:
+``<their common parent>/report/``). Job folders are only read.
+
+On CC-CCII (``collect``: ``Group.dataset``), the paper's Table IV figures are rows of their own beside each variant's
+rows, every fold mean is marked inside / outside the paper's mean ± std, and ``paper_comparison.csv`` lists the
+comparison metric by metric. The shortcut control's rows (``Group.condition``) follow the raw rows of their variant,
+and the notes count the patients per class left in its test set. Each fold ensemble also gets patient-level blocks
+(``patient/...``: ``darnet_pl.metrics.patient_level``), a Brier score and an ECE (scans and patients) and a
+reliability diagram.
+
+Every file is computed in memory first and then all are written together (``publish_files``: all of them or, on a
+full disk or an interrupt, none), while the folder is locked against a second ``darnet-report``. A re-run replaces
+the previous report's files (the summary says so) and removes those of its files that the new report no longer
+has, e.g. the plots of a row that disappeared.
 """
 
 from __future__ import annotations
@@ -20,14 +30,40 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from darnet_pl.report import plots
-from darnet_pl.report.collect import Collection, Group, collect, is_job_dir, missing_jobs
-from darnet_pl.report.ensemble import Bootstrap, FoldEnsemble, fold_ensemble, paper_metrics, patient_bootstrap
-from darnet_pl.report.tables import Row, blocks, method_name, summarise, to_csv, to_latex, to_markdown
+from darnet_pl.report import paper_table_iv, plots
+from darnet_pl.report.collect import Collection, Group, as_roots, collect, common_root, is_job_dir, missing_jobs
+from darnet_pl.report.ensemble import (
+    ECE_BINS,
+    Bootstrap,
+    Calibration,
+    FoldEnsemble,
+    PatientResults,
+    calibration,
+    fold_ensemble,
+    paper_metrics,
+    patient_bootstrap,
+    patient_results,
+)
+from darnet_pl.report.tables import (
+    MARK_NOTE,
+    Row,
+    blocks,
+    comparison_csv,
+    mark_within,
+    method_name,
+    paper_comparison,
+    paper_row,
+    patient_blocks,
+    summarise,
+    to_csv,
+    to_latex,
+    to_markdown,
+)
 from darnet_pl.runs.layout import METRICS_FILE, REPORT_JSON
 from darnet_pl.utils.io import output_folder, publish_files
 
 TABLE_STEM = "table_iv"
+COMPARISON_FILE = "paper_comparison.csv"
 
 
 class NothingToReport(Exception):
@@ -44,7 +80,15 @@ class GroupResult:
     ensemble: FoldEnsemble | None = None
     ensemble_metrics: dict[str, float] | None = None
     bootstrap: Bootstrap | None = None
+    patients: PatientResults | None = None
+    calibration: dict[str, Calibration] = field(default_factory=dict)  # "scans", "patients"
+    test_set: dict[str, dict[str, int]] | None = None  # "patients"/"scans" -> class -> count, over every fold
+    compared: bool = False  # beside the paper's figures (CC-CCII, the paper's classes)
     rows: list[Row] = field(default_factory=list)
+
+    @property
+    def fold_row(self) -> Row | None:
+        return next((row for row in self.rows if row.kind == "folds"), None)
 
 
 @dataclass
@@ -66,11 +110,39 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
+def _test_set(group: Group, class_names: Sequence[str]) -> dict[str, dict[str, int]] | None:
+    """Patients and scans per class in the group's predictions (the test rows of every fold, joined)."""
+    scans: set[tuple[str, str, int]] = set()
+    for job in group.jobs:
+        if job.predictions is not None:
+            pred = job.predictions
+            scans.update(zip(pred.patient_ids.tolist(), pred.scan_ids.tolist(), pred.labels.tolist(), strict=True))
+    if not scans:
+        return None
+    patients = {(pid, label) for pid, _scan, label in scans}
+    return {
+        "patients": {name: sum(1 for _p, lab in patients if lab == c) for c, name in enumerate(class_names)},
+        "scans": {name: sum(1 for *_k, lab in scans if lab == c) for c, name in enumerate(class_names)},
+    }
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {n}" for name, n in counts.items())
+
+
 def _analyse(
-    group: Group, class_names: Sequence[str], positive: str, n_bootstrap: int, seed: int, level: float
+    group: Group,
+    class_names: Sequence[str],
+    positive: str,
+    n_bootstrap: int,
+    seed: int,
+    level: float,
+    compared: bool = False,
 ) -> GroupResult:
     stats = summarise([job.metrics or {} for job in group.jobs])
-    result = GroupResult(group, method_name(group.variant, group.shown_overrides), stats)
+    method = method_name(group.variant, group.shown_overrides, group.condition)
+    result = GroupResult(group, method, stats, compared=compared)
+    result.test_set = _test_set(group, class_names)
     with_predictions = [job for job in group.jobs if job.predictions is not None]
     if with_predictions:
         ens = fold_ensemble([job.predictions for job in with_predictions], [job.fold for job in with_predictions])
@@ -87,18 +159,50 @@ def _analyse(
             result.bootstrap = patient_bootstrap(
                 ens.probs, ens.labels, ens.patient_ids, class_names, positive, n_bootstrap, seed, level
             )
-    ci = result.bootstrap.intervals if result.bootstrap else {}
+        result.calibration["scans"] = calibration(ens.probs, ens.labels)
+        try:
+            result.patients = patient_results(ens, class_names, positive, n_bootstrap, seed, level)
+        except ValueError as error:  # a patient whose scans carry two labels: no patient level, the rest stands
+            ens.notes.append(f"no patient-level metrics: {error}")
+        else:
+            result.calibration["patients"] = calibration(result.patients.probs, result.patients.labels)
+    ci = dict(result.bootstrap.intervals) if result.bootstrap else {}
+    patient_values: dict[str, float] = {}
+    if result.patients is not None:
+        patient_values = result.patients.metrics
+        if result.patients.bootstrap is not None:
+            ci.update(result.patients.bootstrap.intervals)
     common = {"method": result.method, "variant": group.variant, "overrides": group.shown_overrides}
     if len(group.jobs) == 1:
-        result.rows.append(Row(**common, kind="single", n=1, value=dict(group.jobs[0].metrics or {}), ci=ci))
+        value = dict(group.jobs[0].metrics or {}) | patient_values
+        result.rows.append(Row(**common, kind="single", n=1, value=value, ci=ci))
     else:
         means = {name: s.mean for name, s in stats.items()}
         stds = {name: s.std for name, s in stats.items()}
-        result.rows.append(Row(**common, kind="folds", n=len(group.jobs), value=means, std=stds))
+        folds = Row(**common, kind="folds", n=len(group.jobs), value=means, std=stds)
+        if compared:
+            mark_within(folds)
+        result.rows.append(folds)
         if result.ensemble_metrics is not None:
             n_models = len(with_predictions)
-            result.rows.append(Row(**common, kind="ensemble", n=n_models, value=result.ensemble_metrics, ci=ci))
+            value = result.ensemble_metrics | patient_values
+            result.rows.append(Row(**common, kind="ensemble", n=n_models, value=value, ci=ci))
     return result
+
+
+def _table_rows(results: Sequence[GroupResult]) -> list[Row]:
+    """Every group's rows, in the groups' order, with the paper's row of a variant before the first group of that
+    variant compared with it."""
+    rows: list[Row] = []
+    shown: set[str] = set()
+    for result in results:
+        if result.compared and result.group.variant not in shown:
+            shown.add(result.group.variant)
+            reference = paper_row(result.group.variant)
+            if reference is not None:
+                rows.append(reference)
+        rows.extend(result.rows)
+    return rows
 
 
 def _unique_slugs(groups: Sequence[Group]) -> list[str]:
@@ -129,6 +233,7 @@ def _plot_group(result: GroupResult, slug: str, class_names: Sequence[str], posi
     folds = [] if single else [plots.Curves(f"fold {j.fold}", j.predictions.probs, j.predictions.labels) for j in jobs]
     main_curve = plots.Curves(f"run (fold {jobs[0].fold})" if single else "fold ensemble", ens.probs, ens.labels)
     roc = _png(plots.plot_roc, title, folds, main_curve, class_names, positive)
+    files = {f"roc_{slug}.png": roc}
     summed = None
     if not single:
         summed = sum(plots.confusion_matrix(j.predictions.labels, j.predictions.probs, k) for j in jobs)
@@ -141,7 +246,16 @@ def _plot_group(result: GroupResult, slug: str, class_names: Sequence[str], posi
         len(jobs),
         ensemble_name=main_curve.name,
     )
-    return {f"roc_{slug}.png": roc, f"confusion_{slug}.png": confusion}
+    files[f"confusion_{slug}.png"] = confusion
+    samples = {"scans": (ens.probs, ens.labels)}
+    if result.patients is not None:
+        samples["patients"] = (result.patients.probs, result.patients.labels)
+    panels = []
+    for which, (probs, labels) in samples.items():
+        numbers = result.calibration[which]
+        panels.append(plots.Reliability(f"{main_curve.name}, {which}", probs, labels, numbers.ece, numbers.brier))
+    files[f"reliability_{slug}.png"] = _png(plots.plot_reliability, title, panels, ECE_BINS)
+    return files
 
 
 def _group_json(result: GroupResult, slug: str) -> dict[str, Any]:
@@ -149,6 +263,8 @@ def _group_json(result: GroupResult, slug: str) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "method": result.method,
         "variant": group.variant,
+        "condition": group.condition or None,
+        "dataset": group.dataset,
         "overrides": list(group.overrides),
         "shown_overrides": list(group.shown_overrides),
         "slug": slug,
@@ -157,8 +273,27 @@ def _group_json(result: GroupResult, slug: str) -> dict[str, Any]:
         "jobs": [str(job.path) for job in group.jobs],
         "incomplete_jobs": [str(job.path) for job in group.incomplete],
         "fold_metrics": {name: stat.as_dict() for name, stat in result.fold_stats.items()},
+        "test_set": result.test_set,
+        "paper": None,
         "ensemble": None,
+        "patient_level": None,
+        "calibration": {k: v.as_dict() for k, v in result.calibration.items()} or None,
     }
+    fold_row = result.fold_row
+    if result.compared and fold_row is not None:
+        payload["paper"] = {
+            "source": paper_table_iv.SOURCE,
+            "comparison": {r["metric"]: r for r in paper_comparison([fold_row])},
+        }
+    if result.patients is not None:
+        patients, pboot = result.patients, result.patients.bootstrap
+        payload["patient_level"] = {
+            "aggregation": "mean of the patient's scans' ensemble probabilities",
+            "n_patients": patients.n_patients,
+            "metrics": patients.metrics,
+            "ci": {k: list(v) for k, v in pboot.intervals.items()} if pboot else None,
+            "ci_valid_resamples": pboot.n_valid if pboot else None,
+        }
     if result.ensemble is not None:
         ens, boot = result.ensemble, result.bootstrap
         payload["ensemble"] = {
@@ -173,6 +308,45 @@ def _group_json(result: GroupResult, slug: str) -> dict[str, Any]:
             "ci_valid_resamples": boot.n_valid if boot else None,
         }
     return payload
+
+
+def _control_notes(results: Sequence[GroupResult]) -> list[str]:
+    """How many patients of each class the shortcut control's test set keeps, beside the raw test set's."""
+    notes = []
+    for result in results:
+        if not result.group.is_control or result.test_set is None:
+            continue
+        counts = result.test_set
+        text = (
+            f"{result.method}: control test set: {_counts(counts['patients'])} patients "
+            f"({_counts(counts['scans'])} scans)"
+        )
+        raw = next(
+            (
+                r
+                for r in results
+                if not r.group.is_control
+                and r.group.variant == result.group.variant
+                and r.group.compared == result.group.compared
+                and r.test_set is not None
+            ),
+            None,
+        )
+        if raw is not None and raw.test_set is not None:
+            text += f"; raw test set: {_counts(raw.test_set['patients'])} patients"
+        notes.append(text)
+    return notes
+
+
+def _calibration_lines(results: Sequence[GroupResult]) -> list[str]:
+    lines = []
+    for result in results:
+        if result.calibration:
+            parts = [
+                f"Brier {c.brier:.4f}, ECE {c.ece:.4f} ({which}, n={c.n})" for which, c in result.calibration.items()
+            ]
+            lines.append(f"{result.method}: calibration of the fold ensemble: {'; '.join(parts)}")
+    return lines
 
 
 def _notes(results: Sequence[GroupResult], n_bootstrap: int, seed: int, level: float) -> list[str]:
@@ -191,6 +365,17 @@ def _notes(results: Sequence[GroupResult], n_bootstrap: int, seed: int, level: f
         notes.append(
             "Fold ensemble: mean softmax of the fold models, metrics by PaperMetrics on the averaged probabilities."
         )
+        if any(r.patients is not None for r in results):
+            notes.append(
+                "Patient level: each patient's probabilities are the mean of their scans' (fold ensemble); the same "
+                "metrics on one decision per patient, CIs from a bootstrap over patients. Calibration: Brier score "
+                f"(summed squared error, mean over samples) and ECE ({ECE_BINS} equal-width top-label confidence "
+                "bins), in report.json and reliability_*.png."
+            )
+    if any(r.compared for r in results):
+        notes.append(f"Rows marked paper: {paper_table_iv.SOURCE}. {MARK_NOTE}")
+    notes += [f"{note}." for note in _control_notes(results)]
+    notes += [f"{line}." for line in _calibration_lines(results)]
     for result in results:
         if result.ensemble is not None:
             for note in result.ensemble.notes:
@@ -220,7 +405,7 @@ def _remove(paths: Sequence[Path]) -> list[str]:
 
 
 def write_report(
-    sweep_dir: str | os.PathLike[str],
+    sweep_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str] | None = None,
     n_bootstrap: int = 1000,
     seed: int = 0,
@@ -228,18 +413,25 @@ def write_report(
     level: float = 0.95,
     make_plots: bool = True,
 ) -> ReportResult:
-    """Write the report of every job under ``sweep_dir`` into ``out_dir`` (default ``<sweep_dir>/report``).
+    """Write the report of every job under ``sweep_dir`` (a folder, or several read together) into ``out_dir``
+    (default ``<sweep_dir>/report``; for several folders ``<their common parent>/report``).
 
-    Raises FileNotFoundError for a missing folder, ValueError for an output folder that is a job folder, and
-    NothingToReport when no job has finished.
+    Raises FileNotFoundError for a missing folder, ValueError for an output folder that is a job folder (or several
+    folders with no common parent but the file system's root and no ``out_dir``), and NothingToReport when no job
+    has finished.
     """
-    sweep = Path(sweep_dir)
-    if not sweep.is_dir():
-        raise FileNotFoundError(f"{sweep}: no such directory")
+    roots = as_roots(sweep_dir)
+    for folder in roots:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: no such directory")
+    sweep = common_root(roots)
+    where = str(roots[0]) if len(roots) == 1 else ", ".join(str(r) for r in roots)
+    if out_dir is None and len(roots) > 1 and sweep.parent == sweep:
+        raise ValueError(f"{where}: no common folder to write the report into; give --out")
     out = Path(out_dir) if out_dir is not None else sweep / "report"
     if out.is_dir() and is_job_dir(out):
         raise ValueError(f"{out}: is a training job's folder; choose another --out")
-    collection: Collection = collect(sweep, skip=[out])
+    collection: Collection = collect(roots, skip=[out])
     missing = missing_jobs(collection, expected_folds)
     groups = [g for g in collection.groups if g.jobs]
     if not groups:
@@ -248,25 +440,35 @@ def write_report(
             if collection.jobs
             else f"no folder under it holds {METRICS_FILE}"
         )
-        raise NothingToReport(f"{sweep}: no finished run or sweep job found ({detail})")
+        raise NothingToReport(f"{where}: no finished run or sweep job found ({detail})")
 
     class_names, positive = collection.class_names, collection.positive_class
     problems = list(collection.problems)
     for job in collection.jobs:
         if job.complete and (job.class_names != class_names or job.positive_class != positive):
             problems.append(f"{job.path}: classes {job.class_names}/{job.positive_class} differ from {class_names}")
-    results = [_analyse(g, class_names, positive, n_bootstrap, seed, level) for g in groups]
-    rows = [row for r in results for row in r.rows]
+    paper = paper_table_iv.applies(class_names, positive)
+    results = [
+        _analyse(g, class_names, positive, n_bootstrap, seed, level, compared=paper and g.dataset == "ccii")
+        for g in groups
+    ]
+    rows = _table_rows(results)
     slugs = _unique_slugs(groups)
     table_blocks = blocks(class_names, positive)
+    if any(r.patients is not None for r in results):
+        table_blocks = (*table_blocks, *patient_blocks(class_names, positive))
     notes = _notes(results, n_bootstrap, seed, level)
-    caption = (f"Ablation study on the independent test set ({sweep.resolve().name}). " + " ".join(notes[:2])).strip()
+    names = ", ".join(r.resolve().name for r in roots)
+    caption = (f"Ablation study on the independent test set ({names}). " + " ".join(notes[:2])).strip()
+    comparison = paper_comparison([row for row in rows if row.within])
 
     contents = {
         f"{TABLE_STEM}.md": to_markdown(rows, table_blocks, notes + [f"Missing: {m}" for m in missing]).encode(),
         f"{TABLE_STEM}.csv": to_csv(rows, table_blocks).encode(),
         f"{TABLE_STEM}.tex": to_latex(rows, table_blocks, caption).encode(),
     }
+    if comparison:
+        contents[COMPARISON_FILE] = comparison_csv(comparison).encode()
     if make_plots:
         for result, slug in zip(results, slugs, strict=True):
             contents.update(_plot_group(result, slug, class_names, positive))
@@ -282,6 +484,7 @@ def write_report(
 
     report = {
         "sweep_dir": str(sweep.resolve()),
+        "sweep_dirs": [str(r.resolve()) for r in roots],
         "out_dir": str(out.resolve()),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "class_names": list(class_names),
@@ -299,15 +502,25 @@ def write_report(
             "blocks": [{"name": b.name, "title": b.title, "keys": list(b.keys)} for b in table_blocks],
             "rows": [
                 {"label": r.label, "kind": r.kind, "n": r.n, "variant": r.variant, "value": r.value, "std": r.std}
-                | {"ci": {k: list(v) for k, v in r.ci.items()}}
+                | {"ci": {k: list(v) for k, v in r.ci.items()}, "within_paper": r.within or None}
                 for r in rows
             ],
         },
+        "paper": {
+            "source": paper_table_iv.SOURCE,
+            "compared": [r.method for r in results if r.compared],
+            "comparison": comparison,
+        }
+        if comparison or any(r.compared for r in results)
+        else None,
         "groups": [_group_json(r, s) for r, s in zip(results, slugs, strict=True)],
         "jobs": [
             {
                 "path": str(job.path),
                 "variant": job.variant,
+                "condition": job.condition or None,
+                "dataset": job.dataset,
+                "task_name": job.task_name,
                 "fold": job.fold,
                 "overrides": list(job.overrides),
                 "finished": job.complete,
@@ -329,10 +542,16 @@ def write_report(
 
     done = sum(len(g.jobs) for g in groups)
     plural = "s" if done != 1 else ""
-    lines = [f"darnet-report: {done} finished job{plural} in {len(groups)} row(s) under {sweep} -> {out}"]
+    lines = [f"darnet-report: {done} finished job{plural} in {len(groups)} row(s) under {where} -> {out}"]
     if replacing:
         lines.append(f"replaced the previous report in {out}" + (f" (removed {', '.join(removed)})" if removed else ""))
     lines += ["", to_markdown(rows, table_blocks).rstrip()]
+    if comparison:
+        inside = sum(1 for r in comparison if r["within_paper"])
+        defined = sum(1 for r in comparison if r["within_paper"] is not None)
+        lines.append(f"paper: {inside} of {defined} fold means inside the paper's mean ± std (✓ inside, ✗ outside)")
+    lines += [f"control: {n}" for n in _control_notes(results)]
+    lines += [f"calibration: {n}" for n in _calibration_lines(results)]
     lines += [f"missing: {m}" for m in missing]
     lines += [f"note: {p}" for p in problems]
     lines += [f"note: {n}" for r in results if r.ensemble is not None for n in r.ensemble.notes]

@@ -13,14 +13,15 @@ the cached sources (``ccii``, ``folder``) store. The synthetic source stores non
 directly at the model size, in lung-window intensities and without a border, so the equivalent for files is
 ``Preprocessing(size=input_size, border_crop=0)`` with the default lung window (a uint8 NIfTI at that size passes
 through unchanged); ``preprocessing_origin`` records which case applied.
+
+Temperature: a run with ``model.temperature_scaling=true`` stores the temperature it fitted on the validation set as
+a plain float under the checkpoint's top-level ``TEMPERATURE_KEY``; ``CheckpointMetadata.temperature`` is that
+value (1.0 for checkpoints without one). Calibrated probabilities are ``softmax(logits / temperature)``.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import warnings
-import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,8 +32,11 @@ import torch
 from darnet_pl.data.preprocess import Preprocessing
 from darnet_pl.models import DARNet
 from darnet_pl.runs.layout import BEST_CHECKPOINT_GLOB, CHECKPOINT_DIR, LAST_CHECKPOINT
+from darnet_pl.utils.torch_files import UnsafeOrUnreadable, load_safely
 
 MODEL_PREFIX = "net."
+# the temperature fitted on the validation set (a positive float), at the checkpoint's top level
+TEMPERATURE_KEY = "darnet_temperature"
 
 
 class CheckpointError(ValueError):
@@ -55,6 +59,7 @@ class CheckpointMetadata:
     source: dict[str, Any] = field(default_factory=dict)
     epoch: int | None = None
     global_step: int | None = None
+    temperature: float = 1.0  # divide the logits by it for calibrated probabilities (1.0: none was fitted)
 
     def preprocessing_settings(self) -> Preprocessing:
         settings = dict(self.preprocessing)
@@ -72,39 +77,13 @@ class CheckpointMetadata:
 def read_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """``torch.load(path, weights_only=True)`` with one-line errors that name the file."""
     path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the unpickler warns about protocols before refusing
-            payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: {_load_failure(exc, path)}") from None
+        payload = load_safely(path, "checkpoint", map_location)
+    except UnsafeOrUnreadable as error:
+        raise CheckpointError(str(error)) from None
     if not isinstance(payload, Mapping):
         raise CheckpointError(f"{path}: not a Lightning checkpoint (holds a {type(payload).__name__}, not a dict)")
     return dict(payload)
-
-
-def _load_failure(exc: Exception, path: Path) -> str:
-    """Why ``torch.load(weights_only=True)`` failed, in a few words."""
-    text = str(exc)
-    found = re.search(r"GLOBAL ([\w.]+)", text)
-    if found:
-        return (
-            f"refused: the file holds the Python object {found.group(1)}, which safe loading (weights_only=True) "
-            "does not unpickle; only checkpoints made of tensors and plain values are loaded"
-        )
-    if not zipfile.is_zipfile(path):
-        return "not a PyTorch checkpoint (not a torch.save archive)"
-    if "Weights only load failed" in text:
-        return (
-            "refused: the file holds pickled Python objects, which safe loading (weights_only=True) does not "
-            "unpickle; only checkpoints made of tensors and plain values are loaded"
-        )
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    return f"damaged or not a PyTorch checkpoint ({type(exc).__name__}{': ' + first[:120] if first else ''})"
 
 
 def _require(mapping: Mapping[str, Any], key: str, path: Path) -> Any:
@@ -133,6 +112,16 @@ def _defaults(size: list[int]) -> dict[str, Any]:
     return settings
 
 
+def temperature_of(checkpoint: Mapping[str, Any], path: str | os.PathLike[str]) -> float:
+    """The checkpoint's fitted temperature (``TEMPERATURE_KEY``), 1.0 where it has none."""
+    value = checkpoint.get(TEMPERATURE_KEY, 1.0)
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < float(value) < float("inf"):
+        raise CheckpointError(f"{path}: {TEMPERATURE_KEY}={value!r} is not a positive number")
+    return float(value)
+
+
 def metadata_of(checkpoint: Mapping[str, Any], path: str | os.PathLike[str]) -> CheckpointMetadata:
     """``CheckpointMetadata`` from a loaded checkpoint dictionary."""
     path = Path(path)
@@ -158,6 +147,7 @@ def metadata_of(checkpoint: Mapping[str, Any], path: str | os.PathLike[str]) -> 
             source=dict(source),
             epoch=checkpoint.get("epoch"),
             global_step=checkpoint.get("global_step"),
+            temperature=temperature_of(checkpoint, path),
         )
         prep = meta.preprocessing_settings()
     except (TypeError, ValueError) as exc:

@@ -1,7 +1,13 @@
 """DARNetModule: loss, optimisation, metric collections and logging around the pure-torch DARNet.
 
-It never opens files. Test-time per-scan probabilities are kept in ``test_predictions`` for the training script to
-write out.
+It never opens files. Test-time per-scan probabilities are kept in ``test_predictions`` (and the raw logits in
+``test_logits``) for the training script to write out and to compute the patient-level and calibration metrics from
+(``training/run.py``: after DDP, rank 0 tests alone, so these hold every test scan once).
+
+Temperature scaling: ``temperature`` (1.0 unless fitted) divides the logits of every test-time probability and
+metric. ``training/run.py`` fits it on the validation set when ``temperature_scaling`` is on and stores it in the
+best checkpoint under ``TEMPERATURE_KEY``; loading such a checkpoint (e.g. for ``trainer.test``) restores it.
+``forward`` and ``predict_step`` always give the raw logits.
 """
 
 from __future__ import annotations
@@ -16,9 +22,10 @@ from pytorch_lightning.accelerators import CPUAccelerator
 from torch import nn
 
 from darnet_pl.data.records import CLASS_NAMES
-from darnet_pl.metrics import PaperMetrics
+from darnet_pl.metrics import PATIENT_AGGREGATIONS, PaperMetrics
 from darnet_pl.models import DARNet
 from darnet_pl.models.pretrained import load_pretrained
+from darnet_pl.runs.checkpoints import TEMPERATURE_KEY
 from darnet_pl.runs.predictions import prediction_row
 from darnet_pl.training.speed import apply_speed_options, memory_format_of, resolve_memory_format
 
@@ -46,8 +53,14 @@ class DARNetModule(pl.LightningModule):
         compile: bool = False,
         activation_checkpointing: bool = False,
         init_from: str | None = None,
+        patient_aggregation: str = "mean",
+        temperature_scaling: bool = False,
     ) -> None:
         super().__init__()
+        if patient_aggregation not in PATIENT_AGGREGATIONS:
+            raise ValueError(
+                f"model.patient_aggregation={patient_aggregation}: expected one of {', '.join(PATIENT_AGGREGATIONS)}"
+            )
         # architecture and labels travel with the checkpoint; optimiser partials are in the run's config
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         self.class_names = tuple(class_names)
@@ -70,6 +83,8 @@ class DARNetModule(pl.LightningModule):
         self.val_metrics = PaperMetrics(self.class_names, positive_class)
         self.test_metrics = PaperMetrics(self.class_names, positive_class)
         self.test_predictions: list[dict[str, Any]] = []
+        self.test_logits: list[torch.Tensor] = []  # raw (unscaled) logits of the same rows, one (K,) per scan
+        self.temperature = 1.0
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.hparams.init_from and self._trainer is not None and not self.trainer.ckpt_path:
@@ -116,18 +131,33 @@ class DARNetModule(pl.LightningModule):
         self.log("val/auc", values[f"{len(self.class_names)}class/auc_macro"], prog_bar=True)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        loss, logits, labels = self._shared_step(batch)
-        self.test_metrics.update(logits, labels)
+        loss, logits, labels = self._shared_step(batch)  # test/loss: the cross-entropy of the raw logits
+        raw = logits.detach().float()
+        scaled = raw / self.temperature
+        self.test_metrics.update(scaled, labels)
         self.log("test/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(labels))
-        probs = logits.detach().float().softmax(dim=1).cpu()
+        probs = scaled.softmax(dim=1).cpu()
+        raw = raw.cpu()
         for i in range(len(labels)):
             row = prediction_row(
                 batch["patient_id"][i], batch["scan_id"][i], int(labels[i]), probs[i].tolist(), self.class_names
             )
             self.test_predictions.append(row)
+            self.test_logits.append(raw[i])
 
     def on_test_epoch_start(self) -> None:
         self.test_predictions = []
+        self.test_logits = []
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
+        """Raw logits and labels of a labelled batch (the validation logits temperature scaling is fitted on)."""
+        images = batch["image"].contiguous(memory_format=self.memory_format)
+        return {"logits": self.net(images).detach().float().cpu(), "label": batch["label"].detach().cpu()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The fitted temperature of a checkpoint, when this model uses temperature scaling (else 1.0)."""
+        stored = checkpoint.get(TEMPERATURE_KEY, 1.0) if self.hparams.get("temperature_scaling") else 1.0
+        self.temperature = float(stored)
 
     def on_test_epoch_end(self) -> None:
         values = self.test_metrics.compute()

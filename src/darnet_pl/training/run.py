@@ -4,6 +4,13 @@ Everything configurable is instantiated here, at the edge, from the Hydra config
 Files written into the run directory (each atomically): ``config_resolved.yaml``, ``checkpoints/``,
 ``test_metrics.json`` (flat JSON of test metrics), ``predictions.csv`` (per-scan probabilities),
 ``split_manifest.csv`` (the split actually used).
+
+Beyond the paper's per-scan metrics, ``test_metrics.json`` holds, from the per-scan test rows (rank 0 tests alone
+on one device, so the rows are every test scan once): ``test/patient/<metric>`` (the paper's metric set on
+patient-aggregated probabilities, ``model.patient_aggregation``) and ``test/calibration/{brier,ece}``. With
+``model.temperature_scaling=true`` the temperature is fitted on the validation set after training (the best
+checkpoint's logits), stored in that checkpoint and used for every test probability; then the file also holds
+``test/calibration/temperature`` and the uncalibrated ``test/calibration/{brier,ece}_uncalibrated``.
 """
 
 from __future__ import annotations
@@ -13,10 +20,12 @@ import logging
 import signal
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
@@ -26,12 +35,21 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from darnet_pl.distributed.ddp import single_device_trainer
+from darnet_pl.metrics import (
+    UndefinedMetricWarning,
+    brier_score,
+    expected_calibration_error,
+    fit_temperature,
+    metrics_from_probabilities,
+    patient_level,
+)
+from darnet_pl.runs.checkpoints import TEMPERATURE_KEY
 from darnet_pl.runs.layout import CONFIG_FILE, METRICS_FILE, PREDICTIONS_FILE, WANDB_RUN_ID_FILE, last_checkpoint
 from darnet_pl.runs.metrics_file import read_metrics_file, write_metrics_file
-from darnet_pl.runs.predictions import write_predictions
+from darnet_pl.runs.predictions import probabilities_of, write_predictions
 from darnet_pl.training.memory_advice import out_of_memory_advice
 from darnet_pl.training.wandb_results import finish_wandb_runs, log_test_plots
-from darnet_pl.utils.io import write_text_atomic
+from darnet_pl.utils.io import atomic_path, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +161,60 @@ def stop_after_sigterm(output_dir: Path) -> SystemExit:
     return SystemExit(128 + signal.SIGTERM)
 
 
+def validation_temperature(tester: pl.Trainer, model: pl.LightningModule, val_loader: Any, ckpt: str | None) -> float:
+    """The temperature fitted on the validation loader's raw logits of checkpoint ``ckpt`` (None: ``model`` as is)."""
+    batches = tester.predict(model, dataloaders=val_loader, ckpt_path=ckpt, weights_only=True) or []
+    logits = torch.cat([b["logits"] for b in batches]) if batches else torch.zeros(0, len(model.class_names))
+    labels = torch.cat([b["label"] for b in batches]) if batches else torch.zeros(0, dtype=torch.long)
+    temperature = fit_temperature(logits, labels)
+    log.info("temperature scaling: T=%.4f fitted on %d validation scans", temperature, len(labels))
+    return temperature
+
+
+def store_temperature(path: str | Path, temperature: float) -> None:
+    """Add the fitted temperature to a checkpoint file, atomically (it stays a weights_only-loadable file)."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint[TEMPERATURE_KEY] = float(temperature)
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def beyond_scan_metrics(
+    rows: list[dict[str, Any]],
+    class_names: tuple[str, ...],
+    positive_class: str,
+    how: str = "mean",
+    raw_logits: list[torch.Tensor] | None = None,
+    temperature: float | None = None,
+) -> dict[str, float]:
+    """``test/patient/...`` and ``test/calibration/...`` of the per-scan test rows (probabilities as tested).
+
+    With a fitted ``temperature`` (the rows then hold scaled probabilities), also the temperature and, from
+    ``raw_logits`` (one per row), the uncalibrated Brier score and ECE.
+    """
+    if not rows:
+        return {}
+    probs = probabilities_of(rows, class_names)
+    labels = np.array([int(row["label"]) for row in rows], dtype=np.int64)
+    _, patient_labels, patient_probs = patient_level([str(row["patient_id"]) for row in rows], labels, probs, how)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("always", UndefinedMetricWarning)
+        values = metrics_from_probabilities(patient_probs, patient_labels, class_names, positive_class)
+    for warning in caught:
+        log.warning("patient level (%d patients): %s", len(patient_labels), warning.message)
+    metrics = {f"test/patient/{key}": value for key, value in values.items()}
+    metrics["test/calibration/brier"] = brier_score(probs, labels)
+    metrics["test/calibration/ece"] = expected_calibration_error(probs, labels)
+    if temperature is not None:
+        metrics["test/calibration/temperature"] = float(temperature)
+        if raw_logits is not None and len(raw_logits) == len(rows):
+            raw = torch.stack(raw_logits).double().softmax(dim=1).numpy()
+            metrics["test/calibration/brier_uncalibrated"] = brier_score(raw, labels)
+            metrics["test/calibration/ece_uncalibrated"] = expected_calibration_error(raw, labels)
+    return metrics
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run one training job described by ``cfg``; returns the test metrics (empty when test=false)."""
     from darnet_pl.config.checks import check_config
@@ -185,13 +257,32 @@ def train(cfg: DictConfig) -> dict[str, float]:
         else:
             log.warning("no best checkpoint was saved; testing the final weights")
         tester = single_device_trainer(trainer)  # after DDP, one device, so that every test scan counts once
+        temperature = None
         try:
+            if model.hparams.get("temperature_scaling", False):
+                with advice_on_out_of_memory(cfg, "temperature scaling"):
+                    temperature = validation_temperature(tester, model, datamodule.val_dataloader(), best or None)
+                if best:
+                    store_temperature(best, temperature)  # test() below restores it from there
+                else:
+                    log.warning("temperature scaling: no best checkpoint to store T in; it is used for testing only")
+                model.temperature = temperature
             with advice_on_out_of_memory(cfg, "testing"):
                 tester.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         except SIGTERMException:
             finish_wandb_runs(loggers, exit_code=128 + signal.SIGTERM)
             raise stop_after_sigterm(output_dir) from None
         metrics = {k: float(v) for k, v in tester.callback_metrics.items() if k.startswith("test/")}
+        metrics.update(
+            beyond_scan_metrics(
+                model.test_predictions,
+                model.class_names,
+                model.test_metrics.positive_class,
+                str(model.hparams.get("patient_aggregation", "mean")),
+                raw_logits=model.test_logits,
+                temperature=temperature,
+            )
+        )
         if trainer.is_global_zero:
             write_predictions(model.test_predictions, output_dir / PREDICTIONS_FILE)
             write_metrics_file(metrics_path, metrics)

@@ -40,7 +40,10 @@ log = logging.getLogger(__name__)
 RECORDS_NAME = "records.csv"
 RECORD_COLUMNS = ("class", "patient_id", "scan_id", "path", "n_slices")
 SELECTION_NAME = "selection_report.csv"
-"""Scans left out on purpose or changed by a cleaning list (key, path, action, detail), beside the report."""
+"""Scans left out on purpose, changed by a cleaning list, or kept although the list has no row for them (key, path,
+action, detail), beside the report."""
+NOT_IN_CLEANING_LIST = "not in cleaning list"
+"""The selection report's action for a scan a cleaning list does not cover: kept, as downloaded."""
 
 
 class SourceError(ValueError):
@@ -53,7 +56,8 @@ class Plan:
 
     ``records``: scans to convert; ``problems``: scans found unusable while listing (carried into the ingest
     report); ``excluded``: key -> why a scan is left out on purpose (a cleaning list's discard mark, is_seg);
-    ``positions``: key -> slice positions to build the scan from (cleaning); ``notes``: key -> what cleaning did.
+    ``positions``: key -> slice positions to build the scan from (cleaning); ``notes``: key -> what cleaning did;
+    ``unlisted``: key -> why, for kept scans that a cleaning list in use has no row for (kept as they are).
     """
 
     records: list[ScanRecord]
@@ -61,6 +65,7 @@ class Plan:
     excluded: dict[str, str] = field(default_factory=dict)
     positions: dict[str, tuple[int, ...]] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
+    unlisted: dict[str, str] = field(default_factory=dict)
 
 
 class CachedVolumes:
@@ -154,10 +159,13 @@ class CachedSource:
 
     def prepare(self) -> None:
         """List and convert every scan (resumable: cached volumes are reused), then log a one-line summary."""
-        report = self.ingest(self.plan())
+        plan = self.plan()
+        report = self.ingest(plan)
         line = f"{self.name}: {report.summary()}; report: {self.report_path}"
         logger = logging.getLogger(type(self).__module__)
         (logger.warning if report.failed else logger.info)("%s", line)
+        if plan.unlisted:
+            logger.info("%s (listed in %s)", unlisted_line(plan.unlisted), self.cache.directory / SELECTION_NAME)
 
     def records(self) -> list[ScanRecord]:
         """The usable scans, as the last ``prepare`` left them in the cache (no walk of the data tree)."""
@@ -172,6 +180,10 @@ class CachedSource:
 
     def volume_loader(self) -> CachedVolumes:
         return CachedVolumes(self.cache)
+
+    def volume_hashes(self) -> dict[str, str]:
+        """key -> content hash of every cached volume whose hash is recorded (``volume_hashes.csv``)."""
+        return self.cache.volume_hashes()
 
     # ------------------------------------------------------------------ conversion
 
@@ -211,6 +223,13 @@ class CachedSource:
 # ---------------------------------------------------------------------- helpers
 
 
+def unlisted_line(unlisted: Mapping[str, str], examples: int = 3) -> str:
+    """``N scan(s) are not in the cleaning list (kept as downloaded): e.g. <key>, <key>, <key>``."""
+    keys = list(unlisted)
+    shown = ", ".join(keys[:examples]) + (", ..." if len(keys) > examples else "")
+    return f"{len(keys)} scan(s) are not in the cleaning list (kept as downloaded): e.g. {shown}"
+
+
 def _nothing_usable(report: IngestReport, report_path: Path) -> str:
     """The error when an ingest leaves no scan to train on: a run would only fail later, less clearly."""
     if not report.failed:
@@ -245,7 +264,8 @@ def write_records(path: str | os.PathLike[str], records: Sequence[ScanRecord]) -
 
 
 def write_selection_report(path: Path, plan: Plan) -> None:
-    """``selection_report.csv``: every scan left out on purpose or changed by cleaning, and how."""
+    """``selection_report.csv``: every scan left out on purpose, changed by cleaning or not covered by the cleaning
+    list in use, and how."""
     paths = {r.key: r.path or "" for r in plan.records}
     with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -254,6 +274,8 @@ def write_selection_report(path: Path, plan: Plan) -> None:
             writer.writerow((key, "", "left out", reason))
         for key, note in sorted(plan.notes.items()):
             writer.writerow((key, paths.get(key, ""), "cleaned", note))
+        for key, why in sorted(plan.unlisted.items()):
+            writer.writerow((key, paths.get(key, ""), NOT_IN_CLEANING_LIST, why))
 
 
 def forget_moved_scans(cache: VolumeCache, records: Sequence[ScanRecord], previous: Path) -> None:

@@ -11,6 +11,10 @@ cleaning list (``he2020_CT_cleaned_v2.csv``) can be applied on top:
   Normal patients among them. A 3D model can learn that preprocessing difference instead of the disease, so
   results on raw CC-CCII deserve this control. It selects scans without changing any, so it shares the cache.
 
+The list does not cover every scan (144 scans of the paper's split have no row in it). With either switch on,
+such a scan is kept as downloaded, and said: ``Plan.unlisted`` lists it, ``darnet-prepare`` prints how many,
+and ``selection_report.csv`` names each with the action "not in cleaning list".
+
 The cleaning list itself is read by ``ccii_cleaning``.
 """
 
@@ -127,6 +131,9 @@ class CCIISource(CachedSource):
         plan = Plan(kept, problems, excluded)
         if self.apply_cleaning:
             self._plan_cleaning(plan, count_slices=not dry_run)
+        if self.apply_cleaning or self.exclude_segmented:
+            why = f"no row in {self.cleaning_csv.name}: kept as downloaded"
+            plan.unlisted = {r.key: why for r in plan.records if r.key not in self.cleaning}
         return plan
 
     def _no_scans(self, problems: Sequence[ScanProblem], dry_run: bool) -> str:
