@@ -302,6 +302,25 @@ def predict(user: User, command: str) -> None:
         assert len([p for p in (out / "cam").iterdir() if (p / "montage.png").is_file()]) == 2
 
 
+def predict_tta(user: User, command: str) -> None:
+    sweep(("dual",), 5)(user, "python -m darnet_pl +experiment=darnet fold=0..4 -m")
+    typed = command.replace("sweep_dir", "outputs/darnet/sweep")
+    result = user.ok(typed)
+    payload = json.loads((user.home / "tta" / "predictions.json").read_text())
+    assert payload["tta"] is True, explain(result)
+    assert (user.home / "tta" / "patient_predictions.csv").is_file(), explain(result)
+
+
+def evaluate(user: User, command: str) -> None:
+    sweep(("dual",), 5)(user, "python -m darnet_pl +experiment=darnet fold=0..4 -m")
+    result = user.ok(command.replace("sweep_dir", "outputs/darnet/sweep"))
+    out = user.home / "external"
+    for name in ("predictions.csv", "metrics.json", "roc.png", "confusion.png", "reliability.png", "summary.json"):
+        assert (out / name).is_file(), f"{name} missing\n{explain(result)}"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "3class/accuracy" in metrics["metrics"], metrics
+
+
 def _newest(folder: Path) -> Path:
     return max(folder.iterdir(), key=lambda p: p.stat().st_mtime_ns)
 
@@ -366,6 +385,8 @@ CASES: dict[str, Callable[[User, str], None]] = {
     "darnet-predict --ckpt sweep_dir --cam --out results/ my_scans.csv": predict,
     "darnet-predict --ckpt a.ckpt --ckpt b.ckpt --cam --cam-method gradcam --cam-class NCP --device cuda "
     "scans/*.nii.gz": predict,
+    "darnet-predict --ckpt sweep_dir --tta --out tta/ my_scans.csv": predict_tta,
+    "darnet-evaluate --ckpt sweep_dir --scans my_scans.csv --out external/": evaluate,
     "darnet-export --ckpt run/checkpoints/epoch041.ckpt": export,
     "darnet-export --ckpt run/checkpoints/epoch041.ckpt --format onnx --out deploy/ --name darnet --opset 18": export,
     "make test-fast": make_target("-m pytest"),

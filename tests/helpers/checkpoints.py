@@ -40,3 +40,21 @@ def write_nifti(path: Path, volume: np.ndarray) -> Path:
     """uint8 (D, H, W) with the affine that says: axis 0 inferior, 1 posterior, 2 patient-left."""
     nib.save(nib.Nifti1Image(volume, diagonal_affine(volume.shape)), path)
     return path
+
+
+def phantom_volumes(patients_per_class: int, size: tuple[int, int, int] = SIZE) -> list[tuple[str, np.ndarray]]:
+    """(class name, uint8 volume) of synthetic phantoms at ``size``, one scan per patient, classes in turn
+    (CP, NCP, Normal, CP, ...)."""
+    from darnet_pl.data.phantoms import render_scan, synthetic_cohort
+    from darnet_pl.data.records import CLASS_NAMES
+
+    cohort = synthetic_cohort(patients_per_class, (1, 1), seed=0)
+    return [(CLASS_NAMES[scan.label], to_uint8(render_scan(scan, size)[0])) for scan in cohort]
+
+
+def write_scan_list(path: Path, rows: list[dict[str, str]]) -> Path:
+    """A CSV scan list (``path`` and whatever other columns the rows have, in the order of the first row)."""
+    columns = list(rows[0])
+    lines = [",".join(columns)] + [",".join(row.get(c, "") for c in columns) for row in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -10,13 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from darnet_pl.explain.cam import CAM_METHODS
+from darnet_pl.inference.outputs import Saver, earlier_results
 from darnet_pl.inference.predict import (
     DEFAULT_OUT_ROOT,
     Progress,
-    Saver,
     UsageError,
     check_out_dir,
-    earlier_results,
     expand_inputs,
     load_ensemble,
     out_dir,
@@ -57,6 +56,10 @@ def build_parser() -> OneLineParser:
         help="a checkpoint file, or a run/sweep folder (each job contributes its best checkpoint); repeat the "
         "option for an ensemble",
     )  # fmt: skip
+    parser.add_argument(
+        "--tta", action="store_true",
+        help="test-time augmentation: each model's softmax is the mean over the in-plane flips (none, H, W, H+W)",
+    )  # fmt: skip
     parser.add_argument("--cam", action="store_true", help="write CAM montages, NIfTI maps and DA curves")
     parser.add_argument("--cam-method", choices=CAM_METHODS, default="cam", help="cam (paper) or gradcam")
     parser.add_argument("--cam-class", default=None, help="explain this class (default: the predicted one)")
@@ -84,7 +87,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
     scans = expand_inputs(args.inputs)
     out = out_dir(args.out)
     check_out_dir(out, args.overwrite, args.resume)  # before the slow part; again below, once the folder is ours
-    ensemble = load_ensemble(args.ckpt, device)
+    ensemble = load_ensemble(args.ckpt, device, tta=args.tta)
     cam_class = None
     if args.cam_class is not None:
         if args.cam_class not in ensemble.class_names:

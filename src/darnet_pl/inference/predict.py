@@ -1,30 +1,35 @@
 """``darnet-predict``: classify chest CT scans with one trained checkpoint or an ensemble of several.
 
-    darnet-predict --ckpt RUN_OR_SWEEP_DIR_OR_CKPT [--ckpt ...] [--cam] [--out DIR] scan.nii.gz dicom_dir/ list.csv
+    darnet-predict --ckpt RUN_OR_SWEEP_DIR_OR_CKPT [--ckpt ...] [--tta] [--cam] [--out DIR] scan.nii.gz dicom/ list.csv
 
 
 Scans are NIfTI files, DICOM series folders, slice-image folders, or CSV files listing them (column ``path``,
-relative to the CSV). Each scan goes through exactly the preprocessing stored in the checkpoint (crop, window,
-resampling; see ``darnet_pl.runs.checkpoints``), never one re-typed on the command line. With several checkpoints
-(files, or run/sweep folders whose jobs each contribute their best checkpoint) the softmax outputs are averaged;
-the checkpoints must agree on classes, input size and preprocessing.
+relative to the CSV; optional ``scan_id``, ``patient_id`` and ``label`` columns). Each scan goes through exactly
+the preprocessing stored in the checkpoint (crop, window, resampling; see ``darnet_pl.runs.checkpoints``), never
+one re-typed on the command line. With several checkpoints (files, or run/sweep folders whose jobs each contribute
+their best checkpoint) the softmax outputs are averaged; the checkpoints must agree on classes, input size and
+preprocessing.
 
-Outputs (each file written atomically) in ``--out`` (default ``./darnet-predictions/<timestamp>``, refused when it
-exists and is not empty, unless ``--overwrite`` or ``--resume``), rewritten as the run goes (after the first batch,
-then every few seconds) so that they always hold every finished batch:
+Each model's probabilities are the softmax of its logits divided by its temperature (``temperature`` of the
+checkpoint's metadata, fitted on validation; 1 when it has none). With ``--tta`` (test-time augmentation, off by
+default) they are the mean of that softmax over the four in-plane flips of the input - identity, flip H, flip W,
+flip H and W (axes 3 and 4 of the (N, 1, D, H, W) batch; the depth axis is never flipped) - and the ensemble then
+averages the models as without. CAM maps always explain the unflipped input.
 
-- ``predictions.csv``: ``scan,path,predicted,prob_<class>...`` per readable scan;
-- ``predictions.json``: the same with every model's probabilities, the checkpoints and their preprocessing;
-- ``errors.csv``: ``scan,path,error`` per scan that could not be read (header only when none failed);
-- with ``--cam``: ``cam/<scan>/`` holding ``montage.png`` (heat map over axial slices), ``cam.nii.gz`` and
-  ``volume.nii.gz`` (map and model input on the model grid, see ``darnet_pl.explain.nifti``), and for models with
-  depth attention ``depth_attention.png`` / ``.csv`` (the per-slice DA curve).
+Outputs in ``--out`` (default ``./darnet-predictions/<timestamp>``, refused when it exists and is not empty, unless
+``--overwrite`` or ``--resume``): see ``darnet_pl.inference.outputs`` (``predictions.csv``, ``predictions.json``,
+``errors.csv`` and, when a CSV list has a ``patient_id`` column, ``patient_predictions.csv``), rewritten as the
+run goes (after the first batch, then every few seconds) so that they always hold every finished batch; and
+with ``--cam``: ``cam/<scan>/`` holding ``montage.png`` (heat map over axial slices), ``cam.nii.gz`` and
+``volume.nii.gz`` (map and model input on the model grid, see ``darnet_pl.explain.nifti``), and for models with
+depth attention ``depth_attention.png`` / ``.csv`` (the per-slice DA curve).
 
 A scan that cannot be read is reported on one line (``error: <path>: <cause>``) and listed in ``errors.csv``; the
 other scans are still predicted. Exit codes: 0 all scans predicted, 3 some scans failed, 2 usage or user errors
-(missing or unusable checkpoint, disagreeing checkpoints, an out folder in the way, a CSV without ``path``, an
-output that cannot be written), 130/143 stopped by Ctrl-C/SIGTERM: the finished scans are kept and one line gives
-the command that continues (the same one with ``--resume``, which predicts only the scans not yet done).
+(missing or unusable checkpoint, disagreeing checkpoints, an out folder in the way, a CSV without ``path``, a
+``--resume`` with other checkpoints, temperatures, ``--tta`` or CAM options, an output that cannot be written),
+130/143 stopped by Ctrl-C/SIGTERM: the finished scans are kept and one line gives the command that continues (the
+same one with ``--resume``, which predicts only the scans not yet done).
 """
 
 from __future__ import annotations
@@ -32,11 +37,10 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as dt
-import json
 import logging
+import math
 import shutil
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,32 +55,42 @@ from darnet_pl.data.records import ScanRecord
 from darnet_pl.explain.cam import depth_attention_weights, explain, has_depth_attention, normalise
 from darnet_pl.models import DARNet
 from darnet_pl.runs.checkpoints import CheckpointMetadata, load_for_inference, resolve_checkpoints
-from darnet_pl.runs.layout import PREDICTIONS_FILE
-from darnet_pl.runs.predictions import prob_column
-from darnet_pl.utils.io import (
-    atomic_path,
-    storage_guard,
-    write_json_atomic,
-)
+from darnet_pl.utils.io import atomic_path, storage_guard
 from darnet_pl.utils.text import safe_name
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OUT_ROOT = "darnet-predictions"
-SAVE_INTERVAL_S = 5.0
-"""The outputs are rewritten after the first batch and then at most this often (and at the end, and on Ctrl-C)."""
 
 
 class UsageError(ValueError):
     """A command line that cannot run as given (exit code 2)."""
 
 
+TTA_FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (4,), (3, 4))
+"""The in-plane flips ``--tta`` averages over, as dims of the (N, 1, D, H, W) batch: identity, H, W, H and W."""
+
+
 @dataclass(frozen=True)
 class ScanInput:
-    """One scan to predict: a unique, file-name-safe name and its path."""
+    """One scan to predict: a unique, file-name-safe name, its path and what its CSV list says about it."""
 
     name: str
     path: Path
+    patient_id: str | None = None  # the list's ``patient_id`` column, when it has one
+    label: str | None = None  # the list's ``label`` column, when it has one (darnet-evaluate checks it)
+    line: int | None = None  # the line of the CSV list it came from
+
+
+@dataclass(frozen=True)
+class ListedScan:
+    """One row of a CSV scan list."""
+
+    path: Path
+    scan_id: str | None = None
+    patient_id: str | None = None
+    label: str | None = None
+    line: int | None = None
 
 
 @dataclass
@@ -100,17 +114,19 @@ def _stem(path: Path) -> str:
     return name
 
 
-def read_scan_csv(csv_path: Path) -> list[tuple[str | None, Path]]:
-    """(scan_id or None, path) rows of a CSV with a ``path`` column; relative paths are relative to the CSV.
+def read_scan_csv(csv_path: Path, required: Sequence[str] = ("path",)) -> list[ListedScan]:
+    """The rows of a CSV with a ``path`` column (and the ``required`` ones); relative paths are relative to the CSV.
 
-    Every way a list can be unusable (not UTF-8, not CSV, no ``path`` column, no rows) is one line naming the file:
-    a list that silently contributed no scans would look like a run that predicted everything.
+    Optional columns: ``scan_id`` (the output name), ``patient_id`` (when the column is there, every row needs one)
+    and ``label``. Every way a list can be unusable (not UTF-8, not CSV, a missing column, no rows, an empty path or
+    patient id) is one line naming the file (and the line): a list that silently contributed no scans would look
+    like a run that predicted everything.
     """
     try:
         with csv_path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
             try:
-                rows = _scan_rows(csv_path, reader)
+                rows = _scan_rows(csv_path, reader, required)
             except csv.Error as error:
                 raise UsageError(f"{csv_path}, line {reader.line_num}: not a readable CSV ({error})") from None
     except UnicodeDecodeError as error:
@@ -121,10 +137,12 @@ def read_scan_csv(csv_path: Path) -> list[tuple[str | None, Path]]:
     return rows
 
 
-def _scan_rows(csv_path: Path, reader: csv.DictReader) -> list[tuple[str | None, Path]]:
+def _scan_rows(csv_path: Path, reader: csv.DictReader, required: Sequence[str]) -> list[ListedScan]:
     columns = [c.strip() for c in reader.fieldnames or []]
-    if "path" not in columns:
-        raise UsageError(f"{csv_path}: no 'path' column (columns: {', '.join(columns) or 'none'})")
+    for column in ("path", *required):
+        if column not in columns:
+            raise UsageError(f"{csv_path}: no '{column}' column (columns: {', '.join(columns) or 'none'})")
+    with_patients = "patient_id" in columns
     rows = []
     for row in reader:
         line = reader.line_num
@@ -133,29 +151,41 @@ def _scan_rows(csv_path: Path, reader: csv.DictReader) -> list[tuple[str | None,
             raise UsageError(f"{csv_path}, line {line}: empty path")
         if "\0" in row["path"]:
             raise UsageError(f"{csv_path}, line {line}: the path holds a NUL byte")
+        if with_patients and not row.get("patient_id"):
+            raise UsageError(
+                f"{csv_path}, line {line}: empty patient_id (the list has the column: every row needs one)"
+            )
         path = Path(row["path"]).expanduser()
-        rows.append((row.get("scan_id") or None, path if path.is_absolute() else csv_path.parent / path))
+        path = path if path.is_absolute() else csv_path.parent / path
+        label = row.get("label") if "label" in columns else None
+        rows.append(ListedScan(path, row.get("scan_id") or None, row.get("patient_id") or None, label, line))
     return rows
 
 
 def expand_inputs(items: Sequence[str]) -> list[ScanInput]:
     """Scans from the positional arguments (CSV lists expanded), each with a unique name."""
-    entries: list[tuple[str | None, Path]] = []
+    entries: list[ListedScan] = []
     for item in items:
         path = Path(item).expanduser()
         if path.suffix.lower() == ".csv" and path.is_file():
             entries.extend(read_scan_csv(path))
         else:
-            entries.append((None, path))
+            entries.append(ListedScan(path))
     if not entries:
         raise UsageError("no scans to predict: give NIfTI files, DICOM or slice folders, or CSV lists")
+    return scan_inputs(entries)
+
+
+def scan_inputs(entries: Sequence[ListedScan]) -> list[ScanInput]:
+    """One ``ScanInput`` per entry, named by its ``scan_id`` or file name, made unique by a ``-2``, ``-3`` suffix."""
     used: dict[str, int] = {}
     scans = []
-    for scan_id, path in entries:
-        base = safe_name(scan_id or _stem(path)).strip(".") or "scan"
+    for entry in entries:
+        base = safe_name(entry.scan_id or _stem(entry.path)).strip(".") or "scan"
         count = used.get(base, 0) + 1
         used[base] = count
-        scans.append(ScanInput(base if count == 1 else f"{base}-{count}", path))
+        name = base if count == 1 else f"{base}-{count}"
+        scans.append(ScanInput(name, entry.path, entry.patient_id, entry.label, entry.line))
     return scans
 
 
@@ -175,12 +205,33 @@ def load_scan(scan: ScanInput, prep: Preprocessing) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- models
 
 
+def temperature_of(meta: CheckpointMetadata) -> float:
+    """The checkpoint's softmax temperature (fitted on validation); 1 for a checkpoint that stores none."""
+    value = getattr(meta, "temperature", 1.0)
+    try:
+        temperature = float(1.0 if value is None else value)
+    except (TypeError, ValueError):
+        temperature = math.nan
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise UsageError(f"{meta.path}: temperature {value!r} is not a positive number")
+    return temperature
+
+
+def flipped(x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    return torch.flip(x, dims=dims) if dims else x
+
+
 @dataclass
 class ModelEnsemble:
-    """Models that agree on classes, input size and preprocessing; their softmax outputs are averaged."""
+    """Models that agree on classes, input size and preprocessing; their softmax outputs are averaged.
+
+    Each model's softmax is of its logits divided by its temperature; with ``tta`` it is the mean over
+    ``TTA_FLIPS``.
+    """
 
     models: list[DARNet]
     metadata: list[CheckpointMetadata]
+    tta: bool = False
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -190,10 +241,19 @@ class ModelEnsemble:
     def preprocessing(self) -> Preprocessing:
         return self.metadata[0].preprocessing_settings()
 
+    @property
+    def temperatures(self) -> list[float]:
+        return [temperature_of(meta) for meta in self.metadata]
+
     @torch.inference_mode()
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
-        """(M, N, K) softmax of every model."""
-        return torch.stack([model(x).float().softmax(dim=1) for model in self.models])
+        """(M, N, K) softmax of every model (of logits / temperature; the mean over the flips with ``tta``)."""
+        views = TTA_FLIPS if self.tta else ((),)
+        per_model = []
+        for model, temperature in zip(self.models, self.temperatures, strict=True):
+            softmax = [(model(flipped(x, dims)).float() / temperature).softmax(dim=1) for dims in views]
+            per_model.append(torch.stack(softmax).mean(dim=0))
+        return torch.stack(per_model)
 
 
 def check_agreement(metadata: Sequence[CheckpointMetadata]) -> None:
@@ -209,7 +269,7 @@ def check_agreement(metadata: Sequence[CheckpointMetadata]) -> None:
                 raise UsageError(f"checkpoints disagree on the {what}: {first.path} has {a}, {other.path} has {b}")
 
 
-def load_ensemble(paths: Sequence[str], device: torch.device) -> ModelEnsemble:
+def load_ensemble(paths: Sequence[str], device: torch.device, tta: bool = False) -> ModelEnsemble:
     files = resolve_checkpoints(paths)
     loaded = [load_for_inference(path, map_location=device) for path in files]
     metadata = [meta for _, meta in loaded]
@@ -217,7 +277,9 @@ def load_ensemble(paths: Sequence[str], device: torch.device) -> ModelEnsemble:
     for meta in metadata:
         if meta.preprocessing_origin == "default":
             log.warning("%s stores no preprocessing: using the defaults %s", meta.path, meta.preprocessing)
-    return ModelEnsemble([model for model, _ in loaded], metadata)
+    for meta in metadata:
+        temperature_of(meta)  # an unusable temperature is refused now, not at the first batch
+    return ModelEnsemble([model for model, _ in loaded], metadata, tta=tta)
 
 
 # ---------------------------------------------------------------------------------------------- CAM
@@ -280,15 +342,13 @@ def out_dir(out: str | None) -> Path:
     return Path(out).expanduser()
 
 
-def check_out_dir(path: Path, overwrite: bool, resume: bool) -> None:
+def check_out_dir(path: Path, overwrite: bool, resume: bool, resumable: bool = True) -> None:
     """An existing non-empty output folder only with ``--overwrite`` (start again) or ``--resume`` (continue)."""
     if path.exists() and not path.is_dir():
         raise UsageError(f"{path}: --out exists and is not a folder")
     if path.is_dir() and any(path.iterdir()) and not (overwrite or resume):
-        raise UsageError(
-            f"{path}: the output folder exists and is not empty (pass --resume to continue an interrupted run in it, "
-            "or --overwrite to write into it)"
-        )
+        hint = "pass --resume to continue an interrupted run in it, or " if resumable else "pass "
+        raise UsageError(f"{path}: the output folder exists and is not empty ({hint}--overwrite to write into it)")
 
 
 def pick_device(name: str | None) -> torch.device:
@@ -403,158 +463,3 @@ def _predict_batch(
         ok = [result for result, _ in loaded]
         write_explanations(ensemble, x, volumes, ok, out, cam_method, cam_class, cam_slices)
     return results
-
-
-class Saver:
-    """Writes the outputs after the first batch, then at most every ``interval`` seconds, and when the run ends.
-
-    Each save rewrites the three files atomically (a temporary file renamed over the old one), so on disk they
-    always describe whole batches, whatever stops the run - Ctrl-C, a kill, a full disk, a power cut. Rewriting
-    (rather than appending) keeps predictions.csv a plain, always-complete CSV that is never torn; the interval
-    bounds what rewriting costs on long runs (one rewrite per ``interval``, not per batch).
-    """
-
-    def __init__(self, out: Path, ensemble: ModelEnsemble, cam_method: str | None, cam_class: str | None,
-                 interval: float = SAVE_INTERVAL_S) -> None:  # fmt: skip
-        self.out, self.ensemble, self.cam_method, self.cam_class = out, ensemble, cam_method, cam_class
-        self.interval = interval
-        self.last: float | None = None
-        self.saved: int | None = None  # results in the last save (they only ever grow)
-
-    def __call__(self, results: Sequence[ScanResult], final: bool = False) -> None:
-        now = time.monotonic()
-        if len(results) == self.saved:
-            return  # nothing new: a rewrite would only need disk space for a second copy
-        if final or self.last is None or now - self.last >= self.interval:
-            write_outputs(self.out, self.ensemble, results, self.cam_method, self.cam_class)
-            self.last, self.saved = now, len(results)
-
-
-def write_outputs(
-    out: Path,
-    ensemble: ModelEnsemble,
-    results: Sequence[ScanResult],
-    cam_method: str | None,
-    cam_class: str | None = None,
-) -> None:
-    """predictions.csv, predictions.json and errors.csv, each atomically; a full or read-only disk is one line."""
-    with storage_guard(out, "the predictions"):
-        _write_outputs(out, ensemble, results, cam_method, cam_class)
-
-
-def _write_outputs(
-    out: Path, ensemble: ModelEnsemble, results: Sequence[ScanResult], cam_method: str | None, cam_class: str | None
-) -> None:
-    names = ensemble.class_names
-    done = [r for r in results if r.error is None]
-    failed = [r for r in results if r.error is not None]
-
-    def probs(values: np.ndarray) -> dict[str, float]:
-        return {name: float(p) for name, p in zip(names, values, strict=True)}
-
-    scans_json = []
-    for r in done:
-        entry: dict[str, Any] = {
-            "scan": r.scan.name,
-            "path": str(r.scan.path),
-            "predicted": names[int(np.argmax(r.probabilities))],
-            "probabilities": probs(r.probabilities),
-            "per_model": [
-                {"checkpoint": meta.path, "probabilities": probs(values)}
-                for meta, values in zip(ensemble.metadata, r.per_model, strict=True)
-            ],
-        }
-        if r.cam_dir is not None:
-            entry.update(cam_dir=r.cam_dir, **r.extra)
-        scans_json.append(entry)
-    first = ensemble.metadata[0]
-    payload = {
-        "created": dt.datetime.now().isoformat(timespec="seconds"),
-        "class_names": list(names),
-        "input_size": list(first.input_size),
-        "preprocessing": first.preprocessing,
-        "preprocessing_origin": first.preprocessing_origin,
-        "ensemble": "mean of softmax" if len(ensemble.models) > 1 else "single model",
-        "cam_method": cam_method,
-        "cam_class": cam_class,
-        "checkpoints": [meta.to_dict() for meta in ensemble.metadata],
-        "scans": scans_json,
-        "errors": [{"scan": r.scan.name, "path": str(r.scan.path), "error": r.error} for r in failed],
-    }
-    # predictions.json first: it is what --resume reads, so it is never older than the CSV files
-    write_json_atomic(out / "predictions.json", payload)
-    with atomic_path(out / PREDICTIONS_FILE) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["scan", "path", "predicted", *(prob_column(n) for n in names)])
-        for r in done:
-            p = r.probabilities
-            writer.writerow([r.scan.name, str(r.scan.path), names[int(np.argmax(p))], *(f"{v:.6f}" for v in p)])
-    with atomic_path(out / "errors.csv") as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["scan", "path", "error"])
-        writer.writerows([r.scan.name, str(r.scan.path), r.error] for r in failed)
-
-
-# ---------------------------------------------------------------------------------------------- resume
-
-
-def earlier_results(out: Path, ensemble: ModelEnsemble, scans: Sequence[ScanInput], cam_method: str | None,
-                    cam_class: str | None) -> dict[str, ScanResult]:  # fmt: skip
-    """The scans an earlier, interrupted run in ``out`` predicted (``--resume``), read back from predictions.json.
-
-    Only a run with the same checkpoints and CAM settings is continued: mixing two ensembles in one table would
-    be wrong without any sign of it. Scans that failed are tried again (their file may have been fixed).
-    """
-    path = out / "predictions.json"
-    if not path.is_file():
-        if out.is_dir() and any(out.iterdir()):
-            raise UsageError(f"{out}: nothing to resume (no predictions.json); use another --out, or --overwrite")
-        return {}
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-        previous = [str(c["path"]) for c in payload["checkpoints"]]
-        settings = (payload["cam_method"], payload.get("cam_class"))
-        entries = list(payload["scans"])
-    except (ValueError, KeyError, TypeError, OSError) as error:
-        raise UsageError(f"{path}: cannot resume from it ({type(error).__name__}: {error})") from None
-    now = [str(meta.path) for meta in ensemble.metadata]
-    if previous != now:
-        raise UsageError(
-            f"{path}: predicted with other checkpoints ({', '.join(previous)}); resume with the same --ckpt"
-        )
-    if settings != (cam_method, cam_class):
-        before, after = _cam_options(*settings), _cam_options(cam_method, cam_class)
-        raise UsageError(f"{path}: predicted with {before}, now with {after}; resume with the same CAM options")
-    inputs = {scan.name: scan for scan in scans}
-    results = {}
-    for entry in entries:
-        try:
-            result = _result_from_json(entry, ensemble.class_names)
-        except (KeyError, TypeError, ValueError) as error:
-            raise UsageError(f"{path}: a damaged scan entry ({type(error).__name__}: {error})") from None
-        scan = inputs.get(result.scan.name)
-        if scan is not None and scan.path != result.scan.path:
-            raise UsageError(
-                f"{path}: scan {scan.name!r} was predicted from {result.scan.path}, now given as {scan.path}; "
-                "use another --out"
-            )
-        results[result.scan.name] = result
-    return results
-
-
-def _cam_options(method: str | None, class_name: str | None) -> str:
-    if method is None:
-        return "no --cam"
-    return f"--cam --cam-method {method}" + (f" --cam-class {class_name}" if class_name else "")
-
-
-def _result_from_json(entry: dict[str, Any], names: Sequence[str]) -> ScanResult:
-    result = ScanResult(ScanInput(str(entry["scan"]), Path(entry["path"])))
-    result.probabilities = np.array([float(entry["probabilities"][n]) for n in names], dtype=np.float32)
-    result.per_model = np.array(
-        [[float(m["probabilities"][n]) for n in names] for m in entry["per_model"]], dtype=np.float32
-    )
-    if "cam_dir" in entry:
-        result.cam_dir = str(entry["cam_dir"])
-        result.extra["cam_class"] = entry.get("cam_class")
-    return result

@@ -38,13 +38,13 @@ def load_safely(path: str | os.PathLike[str], what: str, map_location: str | tor
 def _why(exc: Exception, path: Path, what: str) -> str:
     text = str(exc)
     found = re.search(r"GLOBAL ([\w.]+)", text)
+    if not found and not zipfile.is_zipfile(path):
+        return f"not a PyTorch {what} (not a torch.save archive)"
     if found or "Weights only load failed" in text:
         held = f"the Python object {found.group(1)}" if found else "pickled Python objects"
         return (
             f"refused: the file holds {held}, which safe loading (weights_only=True) does not unpickle; only "
             f"{what}s made of tensors and plain values are loaded"
         )
-    if not zipfile.is_zipfile(path):
-        return f"not a PyTorch {what} (not a torch.save archive)"
     first = text.strip().splitlines()[0][:120] if text.strip() else ""
     return f"damaged or not a PyTorch {what} ({type(exc).__name__}{': ' + first if first else ''})"
