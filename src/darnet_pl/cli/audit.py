@@ -23,8 +23,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from darnet_pl.data.records import ScanRecord
+from darnet_pl.runs.layout import AUDIT_JSON
 
-AUDIT_JSON = "audit.json"
 CONFIG_NAME = "audit"
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from darnet_pl.report import paper_table_iv, plots
+from darnet_pl.report.audit_figures import audit_lines, find_audits
 from darnet_pl.report.collect import Collection, Group, as_roots, collect, common_root, is_job_dir, missing_jobs
 from darnet_pl.report.ensemble import (
     ECE_BINS,
@@ -461,6 +462,8 @@ def write_report(
     names = ", ".join(r.resolve().name for r in roots)
     caption = (f"Ablation study on the independent test set ({names}). " + " ".join(notes[:2])).strip()
     comparison = paper_comparison([row for row in rows if row.within])
+    audits = find_audits(roots)
+    notes += audit_lines(audits)
 
     contents = {
         f"{TABLE_STEM}.md": to_markdown(rows, table_blocks, notes + [f"Missing: {m}" for m in missing]).encode(),
@@ -530,6 +533,7 @@ def write_report(
         ],
         "missing": missing,
         "problems": problems,
+        "audit": audits or None,
     }
     report["files"] = [*contents, REPORT_JSON]
     text = json.dumps(_finite_or_none(report), indent=2, sort_keys=True, default=str) + "\n"
@@ -552,6 +556,7 @@ def write_report(
         lines.append(f"paper: {inside} of {defined} fold means inside the paper's mean ± std (✓ inside, ✗ outside)")
     lines += [f"control: {n}" for n in _control_notes(results)]
     lines += [f"calibration: {n}" for n in _calibration_lines(results)]
+    lines += audit_lines(audits)
     lines += [f"missing: {m}" for m in missing]
     lines += [f"note: {p}" for p in problems]
     lines += [f"note: {n}" for r in results if r.ensemble is not None for n in r.ensemble.notes]

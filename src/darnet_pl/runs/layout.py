@@ -29,6 +29,10 @@ REPORT_JSON = "report.json"
 """What ``darnet-report`` writes beside its tables (and the end-of-sweep report)."""
 
 
+AUDIT_JSON = "audit.json"
+"""What ``darnet-audit`` writes; the report shows it when a sweep folder holds one."""
+
+
 def last_checkpoint(job_dir: str | Path) -> Path:
     """Where a job keeps the checkpoint it resumes from."""
     return Path(job_dir) / CHECKPOINT_DIR / LAST_CHECKPOINT
