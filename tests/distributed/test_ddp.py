@@ -142,7 +142,8 @@ def _job_files(root: Path, name: str) -> dict[str, Path]:
 
 
 def _probabilities(path: Path) -> list[float]:
-    rows = list(csv.DictReader(path.open()))
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
     return [float(row[c]) for row in rows for c in ("prob_CP", "prob_NCP", "prob_Normal")]
 
 

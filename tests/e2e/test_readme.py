@@ -296,7 +296,8 @@ def predict(user: User, command: str) -> None:
         result = user.run(typed)
     assert result.returncode == 0, explain(result)
     out = user.home / "results" if "--out results/" in typed else _newest(user.home / "darnet-predictions")
-    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    with (out / "predictions.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
     assert len(rows) == 2 and {"prob_CP", "prob_NCP", "prob_Normal"} <= set(rows[0])
     if "--cam" in typed:
         assert len([p for p in (out / "cam").iterdir() if (p / "montage.png").is_file()]) == 2
