@@ -386,8 +386,8 @@ CASES: dict[str, Callable[[User, str], None]] = {
     "darnet-predict --ckpt sweep_dir --cam --out results/ my_scans.csv": predict,
     "darnet-predict --ckpt a.ckpt --ckpt b.ckpt --cam --cam-method gradcam --cam-class NCP --device cuda "
     "scans/*.nii.gz": predict,
-    "darnet-predict --ckpt sweep_dir --tta --out tta/ my_scans.csv": predict_tta,
-    "darnet-evaluate --ckpt sweep_dir --scans my_scans.csv --out external/": evaluate,
+    "darnet-predict --ckpt sweep_dir --tta --out tta/ /data/my_scans.csv": predict_tta,
+    "darnet-evaluate --ckpt sweep_dir --scans /data/my_scans.csv --out external/": evaluate,
     "darnet-export --ckpt run/checkpoints/epoch041.ckpt": export,
     "darnet-export --ckpt run/checkpoints/epoch041.ckpt --format onnx --out deploy/ --name darnet --opset 18": export,
     "make test-fast": make_target("-m pytest"),
