@@ -59,15 +59,10 @@ def _settings(audit: DictConfig) -> dict[str, Any]:
 
 def list_records(cfg: DictConfig, subset: str = "all") -> tuple[Any, list[ScanRecord], list[str]]:
     """(source, records, notes): the scans as ``darnet-prepare`` lists them, optionally one row of its split."""
-    from hydra.utils import instantiate
-
-    from darnet_pl.cli.prepare import split_chunks, with_pooled_training_set
+    from darnet_pl.cli.prepare import build_source, split_chunks, with_pooled_training_set
 
     data = cfg.data
-    missing = [key for key in data if OmegaConf.is_missing(data, key)]
-    if missing:
-        raise ValueError(f"data.{missing[0]} is required: add data.{missing[0]}=<value> to the command line")
-    source: Any = instantiate(data.source, _convert_="all")
+    source = build_source(data)
     if not hasattr(source, "plan"):
         raise ValueError(f"data source {source.describe().get('source')}: no scan files to audit (data=folder or ccii)")
     plan = source.plan()

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Sequence
 
 from darnet_pl.inference.export import DEFAULT_OPSET, FORMATS, MIN_OPSET, export
 from darnet_pl.utils.console import OneLineParser
-from darnet_pl.utils.errors import USER_ERRORS, one_line
-from darnet_pl.utils.exit_codes import EXIT_SIGINT, EXIT_USER_ERROR
+from darnet_pl.utils.errors import console_tool
+from darnet_pl.utils.exit_codes import EXIT_OK
 
 
 def build_parser() -> OneLineParser:
@@ -27,21 +25,18 @@ def build_parser() -> OneLineParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point: 0 on success, 2 on user errors (one line), 130 when interrupted (nothing written)."""
+    """Console entry point: 0 on success, 2 on user errors (one line), 130/143 when stopped by Ctrl-C/SIGTERM
+    (nothing written)."""
     args = build_parser().parse_args(argv)
-    try:
+
+    def body() -> int:
         written = export(args.ckpt, args.out, args.format, args.name, args.opset, args.overwrite)
-    except USER_ERRORS as error:
-        if os.environ.get("DARNET_FULL_ERROR"):
-            raise
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except KeyboardInterrupt:  # files are only written together at the end: an interrupt leaves none
-        print("interrupted: nothing was written", file=sys.stderr)
-        return EXIT_SIGINT
-    for fmt, path in written.items():
-        print(f"{fmt}: {path}")
-    return 0
+        for fmt, path in written.items():
+            print(f"{fmt}: {path}")
+        return EXIT_OK
+
+    # the files are only written together at the end: a stop leaves none
+    return console_tool(body, stopped="interrupted: nothing was written")
 
 
 if __name__ == "__main__":

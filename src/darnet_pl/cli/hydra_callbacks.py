@@ -6,7 +6,6 @@ import errno
 import logging
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -62,15 +61,13 @@ def nearest_existing(folder: Path) -> Path:
 def probe_writable(folder: Path) -> None:
     """Raise StorageError unless files can be created in ``folder`` or, where it does not exist yet, in the
     nearest folder above it (which is where Hydra will create it). Creates nothing that stays behind."""
-    from darnet_pl.utils.io import storage_error
+    from darnet_pl.utils.io import storage_error, write_probe
 
     existing = nearest_existing(folder)
     try:
         if not existing.is_dir():
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
-        handle, probe = tempfile.mkstemp(prefix=".write-probe.", dir=existing)
-        os.close(handle)
-        os.unlink(probe)
+        write_probe(existing)
     except OSError as error:
         raise storage_error(folder, error, "into this output folder") from None
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from darnet_pl.cli.ensemble_options import add_ensemble_options
 from darnet_pl.explain.cam import CAM_METHODS
 from darnet_pl.inference.outputs import Saver, earlier_results
 from darnet_pl.inference.predict import (
@@ -22,9 +22,9 @@ from darnet_pl.inference.predict import (
     pick_device,
     predict,
 )
-from darnet_pl.utils.console import OneLineParser, Terminated, sigterm_raises
-from darnet_pl.utils.errors import USER_ERRORS, one_line
-from darnet_pl.utils.exit_codes import EXIT_OK, EXIT_SCAN_ERRORS, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USER_ERROR
+from darnet_pl.utils.console import OneLineParser, Terminated
+from darnet_pl.utils.errors import console_tool
+from darnet_pl.utils.exit_codes import EXIT_OK, EXIT_SCAN_ERRORS, EXIT_SIGINT, EXIT_SIGTERM
 from darnet_pl.utils.io import (
     StorageError,
     check_writable,
@@ -51,27 +51,21 @@ def build_parser() -> OneLineParser:
         description="Classify chest CT scans (NIfTI, DICOM series, slice folders, CSV lists) with trained DARNet "
         "checkpoints; several checkpoints are averaged.",
     )
-    parser.add_argument(
-        "--ckpt", action="append", required=True, metavar="PATH",
-        help="a checkpoint file, or a run/sweep folder (each job contributes its best checkpoint); repeat the "
+    add_ensemble_options(
+        parser,
+        ckpt_help="a checkpoint file, or a run/sweep folder (each job contributes its best checkpoint); repeat the "
         "option for an ensemble",
-    )  # fmt: skip
-    parser.add_argument(
-        "--tta", action="store_true",
-        help="test-time augmentation: each model's softmax is the mean over the in-plane flips (none, H, W, H+W)",
-    )  # fmt: skip
+        out_help=f"output folder (default ./{DEFAULT_OUT_ROOT}/<timestamp>)",
+        default=None,
+    )
     parser.add_argument("--cam", action="store_true", help="write CAM montages, NIfTI maps and DA curves")
     parser.add_argument("--cam-method", choices=CAM_METHODS, default="cam", help="cam (paper) or gradcam")
     parser.add_argument("--cam-class", default=None, help="explain this class (default: the predicted one)")
     parser.add_argument("--cam-slices", type=int, default=12, help="axial slices in a montage (default 12)")
-    parser.add_argument("--out", default=None, help=f"output folder (default ./{DEFAULT_OUT_ROOT}/<timestamp>)")
-    parser.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --out")
     parser.add_argument(
         "--resume", action="store_true",
         help="continue an interrupted run in --out: keep its predictions, predict only the scans it has not",
     )  # fmt: skip
-    parser.add_argument("--batch-size", type=int, default=4, help="scans per forward pass (default 4)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
     parser.add_argument("inputs", nargs="+", metavar="SCAN", help="NIfTI file, DICOM/slice folder, or CSV list")
     return parser
 
@@ -141,17 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     by Ctrl-C/SIGTERM with the finished scans kept)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    try:
-        with sigterm_raises():
-            return run(args, argv)
-    except USER_ERRORS as error:
-        if os.environ.get("DARNET_FULL_ERROR"):
-            raise
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except (KeyboardInterrupt, Terminated) as stop:  # before any scan was predicted, or a second Ctrl-C
-        print("stopped: nothing more was written", file=sys.stderr)
-        return EXIT_SIGTERM if isinstance(stop, Terminated) else EXIT_SIGINT
+    # the stopped line is for a stop before any scan was predicted, or a second Ctrl-C; run() reports the others
+    return console_tool(lambda: run(args, argv), stopped="stopped: nothing more was written")
 
 
 if __name__ == "__main__":

@@ -106,18 +106,24 @@ def with_pooled_training_set(subsets: dict[str, list[ScanRecord]]) -> dict[str, 
     return rows
 
 
+def build_source(data: DictConfig) -> Any:
+    """The configured scan source, once every required ``data.`` key is given (else one line naming the key)."""
+    from hydra.utils import instantiate
+
+    missing = [key for key in data if OmegaConf.is_missing(data, key)]
+    if missing:
+        raise ValueError(f"data.{missing[0]} is required: add data.{missing[0]}=<value> to the command line")
+    return instantiate(data.source, _convert_="all")
+
+
 def prepare(cfg: DictConfig) -> int:
     """Print the split summary, then (unless ``dry_run``) convert the scans; returns the exit code."""
-    from hydra.utils import instantiate
 
     from darnet_pl.data.sources.cached import unlisted_line
     from darnet_pl.data.splits import read_split_manifest, split_summary
 
     data = cfg.data
-    missing = [key for key in data if OmegaConf.is_missing(data, key)]
-    if missing:
-        raise ValueError(f"data.{missing[0]} is required: add data.{missing[0]}=<value> to the command line")
-    source: Any = instantiate(data.source, _convert_="all")
+    source = build_source(data)
     if not hasattr(source, "plan"):
         print(f"data source {source.describe().get('source')}: nothing to prepare")
         return 0

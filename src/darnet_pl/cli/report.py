@@ -7,16 +7,14 @@ Several folders are reported together, e.g. the paper's recipe and its shortcut 
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from darnet_pl.report.writer import NothingToReport, write_report
 from darnet_pl.utils.console import OneLineParser
-from darnet_pl.utils.errors import one_line
-from darnet_pl.utils.exit_codes import EXIT_OK, EXIT_SIGINT, EXIT_USER_ERROR
-from darnet_pl.utils.io import StorageError
+from darnet_pl.utils.errors import console_tool
+from darnet_pl.utils.exit_codes import EXIT_OK
 
 
 def build_parser() -> OneLineParser:
@@ -49,9 +47,11 @@ def build_parser() -> OneLineParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit 0: report written; 2: a user error (missing folder, nothing finished, bad --out, unusable predictions,
-    an output folder that cannot be written), one line; 130: interrupted. Only a complete report is ever written."""
+    an output folder that cannot be written), one line; 130/143: stopped by Ctrl-C/SIGTERM. Only a complete report
+    is ever written."""
     args = build_parser().parse_args(argv)
-    try:
+
+    def body() -> int:
         if args.bootstrap < 0:
             raise ValueError(f"--bootstrap {args.bootstrap}: must be 0 or more")
         if args.expected_folds is not None and args.expected_folds < 1:
@@ -64,18 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             expected_folds=args.expected_folds,
             make_plots=not args.no_plots,
         )
-    except (NothingToReport, StorageError, FileNotFoundError, ValueError, PermissionError) as error:
-        if os.environ.get("DARNET_FULL_ERROR"):
-            raise
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print(
-            "interrupted: the report was not written (its files are only written together, at the end)", file=sys.stderr
-        )
-        return EXIT_SIGINT
-    print(result.summary)
-    return EXIT_OK
+        print(result.summary)
+        return EXIT_OK
+
+    stopped = "interrupted: the report was not written (its files are only written together, at the end)"
+    return console_tool(body, stopped=stopped, errors=(NothingToReport,))
 
 
 if __name__ == "__main__":

@@ -7,12 +7,13 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from hydra.errors import InstantiationException
 from omegaconf.errors import MissingMandatoryValue
 
-from darnet_pl.utils.exit_codes import EXIT_USER_ERROR
+from darnet_pl.utils.console import Terminated, sigterm_raises
+from darnet_pl.utils.exit_codes import EXIT_SIGINT, EXIT_SIGTERM, EXIT_USER_ERROR
 from darnet_pl.utils.io import StorageError
 
 log = logging.getLogger("darnet_pl")
@@ -74,3 +75,22 @@ def user_errors() -> Iterator[None]:
             raise JobFailed(message) from None
         print(f"error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_USER_ERROR) from None
+
+
+def console_tool(body: Callable[[], int], stopped: str, errors: tuple[type[BaseException], ...] = ()) -> int:
+    """Run a console tool's body (``darnet-predict``, ``-evaluate``, ``-export``, ``-report``) and return its exit code.
+
+    A user error (``USER_ERRORS`` and the tool's own ``errors``) is one line ``error: ...`` and 2 (DARNET_FULL_ERROR=1:
+    the traceback); Ctrl-C and SIGTERM print ``stopped`` (what was kept) and give 130 and 143.
+    """
+    try:
+        with sigterm_raises():
+            return body()
+    except (*USER_ERRORS, *errors) as error:
+        if os.environ.get("DARNET_FULL_ERROR"):
+            raise
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except (KeyboardInterrupt, Terminated) as stop:
+        print(stopped, file=sys.stderr)
+        return EXIT_SIGTERM if isinstance(stop, Terminated) else EXIT_SIGINT

@@ -82,14 +82,19 @@ def write_json_atomic(path: str | os.PathLike[str], payload: Any) -> Path:
     return write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def write_probe(folder: Path) -> None:
+    """Create and remove a file in ``folder``: an OSError says why nothing can be written there."""
+    fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=folder)
+    os.close(fd)
+    os.unlink(probe)
+
+
 def check_writable(folder: str | os.PathLike[str]) -> None:
     """Create ``folder`` if needed and write (then remove) a probe file in it; raises StorageError if it cannot."""
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
+        write_probe(folder)
     except OSError as error:
         raise storage_error(folder, error, "into this output folder") from None
 

@@ -85,9 +85,9 @@ class Lesion:
     softness: float
     waves: np.ndarray  # (n, 4): frequencies on the normalised lesion coordinates and a phase
     wave_amp: float
-    cut: tuple[float, float, float, float] | None  # unit normal (x, y, z_phys), offset from the centre
-    bronchi: np.ndarray | None  # air-bronchogram tubes, tube layout as ``Anatomy.vessels``
-    bronchi_depth: float
+    cut: tuple[float, float, float, float] | None = None  # unit normal (x, y, z_phys), offset from the centre
+    bronchi: np.ndarray | None = None  # air-bronchogram tubes, tube layout as ``Anatomy.vessels``
+    bronchi_depth: float = 0.0
 
 
 @dataclass(frozen=True, eq=False)

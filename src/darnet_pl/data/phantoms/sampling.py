@@ -207,9 +207,6 @@ def _ggo_lesions(rng: np.random.Generator, a: Anatomy, severity: float, mild: bo
                 softness=rng.uniform(0.35, 0.7),
                 waves=_waves(rng),
                 wave_amp=rng.uniform(0.06, 0.18),
-                cut=None,
-                bronchi=None,
-                bronchi_depth=0.0,
             )
         )
         if not mild and rng.random() < 0.25 * severity:  # a denser core: mixed GGO / consolidation
@@ -224,9 +221,6 @@ def _ggo_lesions(rng: np.random.Generator, a: Anatomy, severity: float, mild: bo
                     softness=0.5,
                     waves=_waves(rng),
                     wave_amp=0.1,
-                    cut=None,
-                    bronchi=None,
-                    bronchi_depth=0.0,
                 )
             )
     return lesions
@@ -317,9 +311,6 @@ def _focus(rng: np.random.Generator, a: Anatomy, side: int, r: float, intensity:
         softness=rng.uniform(0.2, 0.4),
         waves=_waves(rng),
         wave_amp=rng.uniform(0.05, 0.15),
-        cut=None,
-        bronchi=None,
-        bronchi_depth=0.0,
     )
 
 
@@ -346,9 +337,6 @@ def _cp_lesions(rng: np.random.Generator, a: Anatomy, severity: float, mild: boo
                 softness=main.softness,
                 waves=_waves(rng),
                 wave_amp=main.wave_amp,
-                cut=None,
-                bronchi=None,
-                bronchi_depth=0.0,
             )
         )
     if rng.random() < 0.25:  # small contralateral focus, so that "bilateral" is not a perfect rule
