@@ -17,7 +17,7 @@ from PIL import Image
 
 from darnet_pl.cli.evaluate import main
 from darnet_pl.cli.predict import main as predict_main
-from darnet_pl.metrics import PaperMetrics, UndefinedMetricWarning
+from darnet_pl.metrics import PaperMetrics, UndefinedMetricWarning, metrics_from_probabilities
 from darnet_pl.report.ensemble import patient_bootstrap, probs_to_logits
 from tests.helpers.checkpoints import phantom_volumes, write_nifti, write_scan_list
 from tests.helpers.faults import every_file, hidden
@@ -112,6 +112,37 @@ def test_evaluate_writes_every_file_and_the_paper_metrics_of_predicts_probabilit
     assert stdout.startswith(f"darnet-evaluate: 6 of 6 scan(s) evaluated (0 failed, 5 patient(s)), single model; "
                              f"results in {out}\n")  # fmt: skip
     assert "note:" not in stdout
+
+
+def test_patient_level_block_is_the_mean_of_each_patients_scans(tiny_checkpoint, phantoms, tmp_path, capsys):
+    """Patient pA has two scans: on patient level it is one sample, the mean of its scans' probabilities."""
+    out = tmp_path / "eval"
+    assert main(["--ckpt", str(tiny_checkpoint), "--scans", str(phantoms["all"]), "--out", str(out),
+                 "--bootstrap", "100"]) == 0  # fmt: skip
+    probs, labels, patients = predicted_probabilities(tiny_checkpoint, phantoms["all"], tmp_path / "predict")
+    order = list(dict.fromkeys(patients))
+    patient_probs = np.array([probs[patients == p].mean(axis=0) for p in order])
+    patient_labels = np.array([labels[patients == p][0] for p in order])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        expected = metrics_from_probabilities(patient_probs, patient_labels, CLASSES, "NCP")
+    block = read_json(out / "metrics.json")["patient_level"]
+    assert block["n_patients"] == 5 and sum(block["support"].values()) == 5
+    assert_same_metrics({k.removeprefix("patient/"): v for k, v in block["metrics"].items()}, expected)
+    boot = patient_bootstrap(patient_probs, patient_labels, np.array(order), CLASSES, "NCP", n_resamples=100, seed=0)
+    for name, (low, high) in boot.intervals.items():
+        got = block["ci"][f"patient/{name}"]
+        assert got == ([None, None] if math.isnan(low) else [pytest.approx(low), pytest.approx(high)])
+    assert block["calibration"]["n"] == 5
+
+
+def test_without_patient_ids_there_is_no_patient_level(tiny_checkpoint, phantoms, tmp_path):
+    listing = tmp_path / "no_ids.csv"
+    listing.write_text("path,label\n" + "".join(f"{phantoms['all'].parent / r['path']},{r['label']}\n"
+                                                 for r in phantoms["rows"]))  # fmt: skip
+    out = tmp_path / "eval"
+    assert main(["--ckpt", str(tiny_checkpoint), "--scans", str(listing), "--out", str(out), "--bootstrap", "0"]) == 0
+    assert read_json(out / "metrics.json")["patient_level"] is None
 
 
 def test_labels_without_a_class_get_the_defined_metrics_and_one_note(tiny_checkpoint, phantoms, tmp_path, capsys):

@@ -22,6 +22,8 @@ Files in ``--out`` (refused when it is not empty, unless ``--overwrite``), all w
   ``darnet-predict`` writes them (``darnet_pl.inference.outputs``), with the ``label`` column;
 - ``metrics.json``: every metric (``2class/*``, ``3class/*``, per class), its bootstrap interval (``ci``), the
   confusion matrix, the class support, calibration (Brier, ECE) where ``darnet_pl.report.ensemble`` has it, notes;
+  with patient ids also ``patient_level``: the same on patient level (``patient/*``, a patient's probabilities
+  the mean of their scans', as ``darnet-report`` computes it);
 - ``roc.png``, ``confusion.png``, ``reliability.png``;
 - ``summary.json``: what was evaluated (checkpoints, list, TTA, temperatures), the scan counts, the headline
   metrics with their intervals, the files and the notes.
@@ -35,7 +37,6 @@ import datetime as dt
 import io
 import json
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,10 +57,9 @@ from darnet_pl.inference.predict import (
     read_scan_csv,
     scan_inputs,
 )
-from darnet_pl.metrics import PaperMetrics, UndefinedMetricWarning
-from darnet_pl.report import ensemble as report_ensemble
 from darnet_pl.report import plots
-from darnet_pl.report.ensemble import patient_bootstrap, probs_to_logits
+from darnet_pl.report.ensemble import calibration as report_calibration
+from darnet_pl.report.ensemble import paper_metrics, patient_bootstrap, patient_results
 from darnet_pl.utils.io import check_writable, output_folder, publish_files
 
 METRICS_JSON = "metrics.json"
@@ -113,28 +113,33 @@ def check_labels(csv_path: Path, scans: Sequence[ScanInput], class_names: Sequen
 # ---------------------------------------------------------------------------------------------- numbers
 
 
-def scan_metrics(
-    probs: np.ndarray, labels: np.ndarray, class_names: Sequence[str], positive_class: str
-) -> tuple[dict[str, float], list[str]]:
-    """``PaperMetrics`` of the probabilities (fed as logits log p, as the report does) and the messages of its
-    ``UndefinedMetricWarning`` (a class absent from the labels): notes, not warnings."""
-    metrics = PaperMetrics(class_names, positive_class)
-    metrics.update(probs_to_logits(probs), torch.as_tensor(np.asarray(labels), dtype=torch.long))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UndefinedMetricWarning)
-        values = metrics.compute()
-    notes = []
-    for warning in caught:
-        if issubclass(warning.category, UndefinedMetricWarning):
-            notes.append(str(warning.message))
-        else:  # anything else is not ours to hide
-            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-    return values, list(dict.fromkeys(notes))
-
-
-def calibration_of(probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    """Brier score and ECE as the report computes them (``darnet_pl.report.ensemble.calibration``)."""
-    return report_ensemble.calibration(probs, labels).as_dict()
+def patient_block(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    patient_ids: np.ndarray,
+    class_names: Sequence[str],
+    positive: str,
+    n_bootstrap: int,
+    seed: int,
+    notes: list[str],
+) -> dict[str, Any] | None:
+    """``metrics.json``'s patient level, as the report computes it: a patient's probabilities are the mean of their
+    scans' (``report.ensemble.patient_results``), each patient one sample of the metrics, bootstrap and calibration.
+    None, and a note, when a patient's scans carry two labels."""
+    try:
+        patients = patient_results(patient_ids, labels, probs, class_names, positive, n_bootstrap, seed)
+    except ValueError as error:
+        notes.append(f"no patient-level metrics: {error}")
+        return None
+    intervals = patients.bootstrap.intervals if patients.bootstrap is not None else {}
+    return {
+        "unit": "patient (mean of the patient's scans' probabilities)",
+        "n_patients": patients.n_patients,
+        "support": {name: int((patients.labels == c).sum()) for c, name in enumerate(class_names)},
+        "metrics": patients.metrics,
+        "ci": {name: list(v) for name, v in intervals.items()},
+        "calibration": report_calibration(patients.probs, patients.labels).as_dict(),
+    }
 
 
 def finite_or_none(value: Any) -> Any:
@@ -265,13 +270,12 @@ def _contents(
         if not with_patients:
             notes.append("the list has no patient_id column: the bootstrap resamples scans, each as its own patient "
                          "(intervals too narrow where a patient has several scans)")  # fmt: skip
-        values, undefined = scan_metrics(probs, labels, names, positive)
-        notes += undefined
+        values = paper_metrics(probs, labels, names, positive, notes=notes)
         boot = None
         if n_bootstrap > 0:
             boot = patient_bootstrap(probs, labels, patient_ids, names, positive, n_resamples=n_bootstrap, seed=seed)
             intervals = boot.intervals
-        calibration = calibration_of(probs, labels)
+        calibration = report_calibration(probs, labels).as_dict()
         matrix = plots.confusion_matrix(labels, probs, len(names)).tolist()
         bootstrap = None
         if boot is not None:
@@ -290,6 +294,9 @@ def _contents(
             "ci": {name: list(v) for name, v in intervals.items()},
             "bootstrap": bootstrap,
             "calibration": calibration,
+            "patient_level": patient_block(probs, labels, patient_ids, names, positive, n_bootstrap, seed, notes)
+            if with_patients
+            else None,
             "notes": notes,
         }
         contents[METRICS_JSON] = _json_bytes(payload)

@@ -53,14 +53,28 @@ def probs_to_logits(probs: np.ndarray) -> torch.Tensor:
 
 
 def paper_metrics(
-    probs: np.ndarray, labels: np.ndarray, class_names: Sequence[str], positive_class: str
+    probs: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    positive_class: str,
+    notes: list[str] | None = None,
 ) -> dict[str, float]:
-    """PaperMetrics of per-scan probabilities (the same definitions a training job's test metrics use)."""
+    """PaperMetrics of per-scan probabilities (the same definitions a training job's test metrics use).
+
+    An undefined metric (a class absent from the labels) is NaN; its ``UndefinedMetricWarning`` becomes a line of
+    ``notes`` (once) when a list is given, so that a command says it in words instead of warning.
+    """
     metrics = PaperMetrics(class_names, positive_class)
     metrics.update(probs_to_logits(probs), torch.as_tensor(np.asarray(labels), dtype=torch.long))
-    with warnings.catch_warnings():  # a class absent from the test set: the report notes it once, in words
-        warnings.simplefilter("ignore", UndefinedMetricWarning)
-        return metrics.compute()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UndefinedMetricWarning)
+        values = metrics.compute()
+    for warning in caught:
+        if not issubclass(warning.category, UndefinedMetricWarning):  # anything else is not ours to hide
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        elif notes is not None and str(warning.message) not in notes:
+            notes.append(str(warning.message))
+    return values
 
 
 def as_paper_sees_them(probs: np.ndarray) -> np.ndarray:
@@ -269,18 +283,21 @@ class PatientResults:
 
 
 def patient_results(
-    ens: FoldEnsemble,
+    patient_ids: np.ndarray,
+    labels: np.ndarray,
+    probs: np.ndarray,
     class_names: Sequence[str],
     positive_class: str,
     n_resamples: int = 1000,
     seed: int = 0,
     level: float = 0.95,
 ) -> PatientResults:
-    """The paper's metrics of the ensemble's patient-level probabilities (``metrics_from_probabilities``, float64),
-    and their bootstrap over patients (each patient one sample now)."""
-    ids, labels, probs = patient_level(ens.patient_ids, ens.labels, ens.probs, how="mean")
+    """The paper's metrics of patient-level probabilities (a patient's scans averaged, ``metrics_from_probabilities``,
+    float64), and their bootstrap over patients (each patient one sample now). ValueError when a patient's scans
+    carry two labels."""
+    ids, labels, probs = patient_level(patient_ids, labels, probs, how="mean")
     ids, labels, probs = np.asarray(ids), np.asarray(labels, dtype=np.int64), np.asarray(probs, dtype=np.float64)
-    with warnings.catch_warnings():  # a class absent from the test set: the report notes it once, in words
+    with warnings.catch_warnings():  # a class absent from the test set: the scan level notes it once, in words
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         values = metrics_from_probabilities(probs, labels, class_names, positive_class)
     metrics = {PATIENT_PREFIX + k: v for k, v in values.items()}

@@ -162,7 +162,9 @@ def _analyse(
             )
         result.calibration["scans"] = calibration(ens.probs, ens.labels)
         try:
-            result.patients = patient_results(ens, class_names, positive, n_bootstrap, seed, level)
+            result.patients = patient_results(
+                ens.patient_ids, ens.labels, ens.probs, class_names, positive, n_bootstrap, seed, level
+            )
         except ValueError as error:  # a patient whose scans carry two labels: no patient level, the rest stands
             ens.notes.append(f"no patient-level metrics: {error}")
         else:
