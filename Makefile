@@ -35,7 +35,7 @@ train: install ## train DARNet on the built-in synthetic phantoms on CPU (+exper
 	$(PY) -m darnet_pl +experiment=smoke $(ARGS)
 
 test: install ## run the test suite (fast tests + slow end-to-end CLI runs)
-	$(PY) -m pytest -q -m "not smoke" $(ARGS)
+	$(PY) -m pytest -q -m "not smoke" --durations=25 $(ARGS)
 
 test-smoke: install ## train +experiment=smoke and check it learns (test macro AUC >= 0.95); minutes
 	$(PY) -m pytest -q -m smoke $(ARGS)

@@ -4,44 +4,27 @@ a real conversion, and the strict mode's exit code."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-from tests.helpers.ccii_tree import make_ccii_tree, write_csv, write_manifest, write_scan
+from tests.helpers.ccii_tree import (
+    CHUNKS,
+    ccii_scans,
+    make_ccii_tree,
+    scan_folder,
+    write_csv,
+    write_manifest,
+    write_scan,
+)
+from tests.helpers.cli import env_under
+from tests.helpers.user import run_module
 
-SCANS = [
-    ("CP", "1", "10", 5),
-    ("CP", "2", "11", 4),
-    ("NCP", "3", "20", 4),
-    ("NCP", "4", "21", 6),
-    ("Normal", "5", "30", 4),
-    ("Normal", "6", "31", 5),
-    ("CP", "7", "12", 4),
-    ("NCP", "8", "22", 4),
-    ("Normal", "9", "32", 4),
-]
-CHUNKS = {"1": "fold1", "3": "fold1", "5": "fold1", "2": "test", "4": "test", "6": "test"}
-CHUNKS.update({"7": "fold2", "8": "fold2", "9": "fold2"})
+SCANS = ccii_scans(counts={"10": 5, "21": 6, "31": 5})
 
 
-def run_prepare(*args: str, cwd: Path, timeout: int = 120) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "DARNET_LOG_DIR": str(cwd / "outputs"),
-        "DARNET_DATA_DIR": str(cwd / "data"),
-        "PYTHONWARNINGS": "ignore",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "darnet_pl.cli.prepare", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def run_prepare(*args: str, cwd: Path, timeout: int = 120) -> subprocess.CompletedProcess[str]:
+    return run_module("darnet_pl.cli.prepare", *args, cwd=cwd, timeout=timeout, env=env_under(cwd))
 
 
 def row(stdout: str, name: str) -> str:
@@ -73,7 +56,7 @@ def test_dry_run_prints_the_split_and_writes_no_cache(tmp_path):
 def test_a_real_run_converts_and_reports(tmp_path):
     root = tmp_path / "CC-CCII"
     make_ccii_tree(root, SCANS)
-    (root / "NCP" / "NCP-1" / "4" / "21" / "3.png").write_bytes(b"damaged")
+    (scan_folder(root, SCANS[4]) / "3.png").write_bytes(b"damaged")  # NCP 5/21, of 6 slices
     args = ("data=ccii", f"data.root={root}", "data.split=stratified", "data.n_folds=2", "data.size=[4,8,8]")
     result = run_prepare(*args, "data.source.workers=2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

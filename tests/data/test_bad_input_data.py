@@ -10,29 +10,19 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from darnet_pl.data.records import ScanRecord
-from tests.helpers.ccii_tree import make_ccii_tree, scan_folder, write_csv, write_manifest, write_scan
+from tests.helpers.ccii_tree import ccii_scans, make_ccii_tree, scan_folder, write_csv, write_manifest, write_scan
+from tests.helpers.cli import env_under
 from tests.helpers.dicom_series import save_ct_slice
+from tests.helpers.user import run_module
 
-SCANS = [
-    ("CP", "1", "10", 3),
-    ("CP", "2", "11", 3),
-    ("CP", "3", "12", 3),
-    ("NCP", "4", "20", 3),
-    ("NCP", "5", "21", 3),
-    ("NCP", "6", "22", 3),
-    ("Normal", "7", "30", 3),
-    ("Normal", "8", "31", 3),
-    ("Normal", "9", "32", 3),
-]
+SCANS = ccii_scans(slices=3)
 """Three patients per class: enough for a stratified split into two folds and a test chunk."""
 
 PROGRESS = re.compile(r"^ingest: +\d+%\|")
@@ -41,22 +31,15 @@ PROGRESS = re.compile(r"^ingest: +\d+%\|")
 SMALL = ("data.size=[4,8,8]", "data.source.workers=0", "data.n_folds=2")
 
 
-def run_module(module: str, *args: str, cwd: Path, timeout: int = 120) -> subprocess.CompletedProcess[str]:
-    """``python -m <module> <args>`` from ``cwd``, with its data and outputs kept under ``cwd``."""
-    env = {
-        **os.environ,
-        "DARNET_LOG_DIR": str(cwd / "outputs"),
-        "DARNET_DATA_DIR": str(cwd / "data"),
-        "PYTHONWARNINGS": "ignore",
-    }
+def run_here(module: str, *args: str, cwd: Path, timeout: int = 120) -> subprocess.CompletedProcess[str]:
+    """``python -m <module> <args>`` from ``cwd``, with its data and outputs kept under ``cwd`` (and no traceback)."""
+    env = env_under(cwd)
     env.pop("DARNET_FULL_ERROR", None)
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
+    return run_module(module, *args, cwd=cwd, timeout=timeout, env=env)
 
 
 def prepare(*args: str, cwd: Path, timeout: int = 120) -> subprocess.CompletedProcess[str]:
-    return run_module("darnet_pl.cli.prepare", *args, *SMALL, cwd=cwd, timeout=timeout)
+    return run_here("darnet_pl.cli.prepare", *args, *SMALL, cwd=cwd, timeout=timeout)
 
 
 def prepare_ccii(root: Path, *args: str, cwd: Path, timeout: int = 120) -> subprocess.CompletedProcess[str]:
@@ -311,10 +294,10 @@ def test_debug_tiny_trains_on_a_ccii_tree(tmp_path: Path) -> None:
     root = tmp_path / "CC-CCII"
     make_ccii_tree(root, SCANS)
     args = ("+experiment=smoke", "debug=tiny", "data=ccii", f"data.root={root}", "data.split=stratified")
-    composed = run_module("darnet_pl", *args, "--cfg", "job", cwd=tmp_path)
+    composed = run_here("darnet_pl", *args, "--cfg", "job", cwd=tmp_path)
     assert composed.returncode == 0, explain(composed)
     assert "patients_per_class" not in composed.stdout.split("\ndata:", 1)[1].split("\nmodel:", 1)[0]
-    result = run_module(
+    result = run_here(
         "darnet_pl", *args, "data.n_folds=2", "data.source.workers=0", "logger=none", cwd=tmp_path, timeout=180
     )
     assert result.returncode == 0, explain(result)

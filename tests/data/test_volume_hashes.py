@@ -18,24 +18,19 @@ from darnet_pl.data.datamodule import CTDataModule
 from darnet_pl.data.preprocess import Preprocessing
 from darnet_pl.data.sources.ccii import CCIISource
 from darnet_pl.data.splits import describe_duplicates, duplicates_across_subsets
-from tests.helpers.ccii_tree import make_ccii_tree, scan_folder, write_manifest
+from tests.helpers.ccii_tree import (
+    CHUNKS,
+    SIZE,
+    ccii_scans,
+    ccii_source,
+    make_ccii_tree,
+    paper_datamodule,
+    scan_folder,
+    write_manifest,
+)
 from tests.helpers.prepare_run import prepare_output
 
-SIZE = (4, 8, 8)
-PREP = {"size": list(SIZE), "border_crop": 0, "depth_interpolation": "nearest"}
-SCANS = [
-    ("CP", "1", "10", 5),
-    ("CP", "2", "11", 4),
-    ("CP", "3", "12", 4),
-    ("NCP", "4", "20", 4),
-    ("NCP", "5", "21", 5),
-    ("NCP", "6", "22", 4),
-    ("Normal", "7", "30", 4),
-    ("Normal", "8", "31", 6),
-    ("Normal", "9", "32", 4),
-]
-CHUNKS = {"1": "fold1", "4": "fold1", "7": "fold1", "2": "fold2", "5": "fold2", "8": "fold2"}
-CHUNKS.update({"3": "test", "6": "test", "9": "test"})
+SCANS = ccii_scans(counts={"10": 5, "21": 5, "31": 6})
 
 
 def hash_table(cache: VolumeCache) -> dict[str, str]:
@@ -57,19 +52,11 @@ def make_tree(tmp_path: Path, copy: tuple[str, str] | None = None) -> tuple[Path
 
 
 def source(root: Path, tmp_path: Path) -> CCIISource:
-    return CCIISource(root, tmp_path / "cache", preprocessing=PREP, workers=0, progress=False)
+    return ccii_source(root, tmp_path / "cache")
 
 
 def setup_warnings(src: CCIISource, manifest: Path, caplog: pytest.LogCaptureFixture) -> list[str]:
-    dm = CTDataModule(
-        src,
-        size=SIZE,
-        split="paper",
-        split_manifest=str(manifest),
-        batch_size=2,
-        num_workers=0,
-        persistent_workers=False,
-    )
+    dm = paper_datamodule(src, manifest)
     dm.prepare_data()
     caplog.clear()
     with caplog.at_level(logging.WARNING):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
 from darnet_pl.cli.train import CONFIG_DIR
+from tests.helpers.user import run_module
 
 
 def compose_config(*overrides: str):
@@ -22,11 +22,15 @@ def run_cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedPr
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONWARNINGS": "ignore"}
     for leaked in ("CUDA_VISIBLE_DEVICES", "DARNET_SWEEP_CUDA_VISIBLE_DEVICES"):  # tests are CPU runs
         env.pop(leaked, None)
-    return subprocess.run(
-        [sys.executable, "-m", "darnet_pl", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_module("darnet_pl", *args, cwd=cwd, timeout=timeout, env=env)
+
+
+def env_under(cwd: Path) -> dict[str, str]:
+    """This process's environment with the data (``DARNET_DATA_DIR``) and the outputs (``DARNET_LOG_DIR``) kept under
+    ``cwd``, and Python's warnings off."""
+    return {
+        **os.environ,
+        "DARNET_LOG_DIR": str(cwd / "outputs"),
+        "DARNET_DATA_DIR": str(cwd / "data"),
+        "PYTHONWARNINGS": "ignore",
+    }

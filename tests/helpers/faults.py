@@ -11,20 +11,18 @@ import contextlib
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.user import run_module
+
 
 def run_tool(module: str, *args: object, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """``python -m <module> args...`` in ``cwd`` (an empty folder), as the console script would run it."""
     env = {k: v for k, v in os.environ.items() if k != "DARNET_FULL_ERROR"}
-    return subprocess.run(
-        [sys.executable, "-m", module, *map(str, args)],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+    return run_module(module, *args, cwd=cwd, timeout=timeout, env=env)
 
 
 def only_line(text: str) -> str:

@@ -35,20 +35,32 @@ def conv(key: str, out: int, inp: int, kernel: tuple[int, int, int], generator: 
     return {key: torch.randn(out, inp, *kernel, generator=generator)}
 
 
-def r3d_18_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
-    """torchvision r3d_18 (Kinetics-400): conv1/conv2 are Sequential(conv, bn[, relu]), downsample Sequential."""
-    g = torch.Generator().manual_seed(seed)
-    state = {**conv("stem.0.weight", 64, 3, (3, 7, 7), g), **batchnorm("stem.1.", 64, g)}
+def basic_blocks(
+    names: tuple[str, str, str, str], projections: bool, generator: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """The 8 BasicBlocks of a ResNet-18 (layers [2, 2, 2, 2]) under one file's key names: ``names`` are the keys of a
+    block's first convolution's weight and batch norm, then the second's (relative to ``layer<s>.<b>.``);
+    ``projections``: the first block of stages 2-4 has a 1x1x1 ``downsample`` (conv, batch norm)."""
+    conv1, bn1, conv2, bn2 = names
+    state: dict[str, torch.Tensor] = {}
     inplanes = 64
     for stage, planes in enumerate(PLANES, start=1):
         for block in range(2):
             p = f"layer{stage}.{block}."
-            state |= conv(p + "conv1.0.weight", planes, inplanes, (3, 3, 3), g) | batchnorm(p + "conv1.1.", planes, g)
-            state |= conv(p + "conv2.0.weight", planes, planes, (3, 3, 3), g) | batchnorm(p + "conv2.1.", planes, g)
-            if block == 0 and stage > 1:
-                state |= conv(p + "downsample.0.weight", planes, inplanes, (1, 1, 1), g)
-                state |= batchnorm(p + "downsample.1.", planes, g)
+            state |= conv(p + conv1, planes, inplanes, (3, 3, 3), generator) | batchnorm(p + bn1, planes, generator)
+            state |= conv(p + conv2, planes, planes, (3, 3, 3), generator) | batchnorm(p + bn2, planes, generator)
+            if projections and block == 0 and stage > 1:
+                state |= conv(p + "downsample.0.weight", planes, inplanes, (1, 1, 1), generator)
+                state |= batchnorm(p + "downsample.1.", planes, generator)
             inplanes = planes
+    return state
+
+
+def r3d_18_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
+    """torchvision r3d_18 (Kinetics-400): conv1/conv2 are Sequential(conv, bn[, relu]), downsample Sequential."""
+    g = torch.Generator().manual_seed(seed)
+    state = {**conv("stem.0.weight", 64, 3, (3, 7, 7), g), **batchnorm("stem.1.", 64, g)}
+    state |= basic_blocks(("conv1.0.weight", "conv1.1.", "conv2.0.weight", "conv2.1."), True, g)
     state["fc.weight"] = torch.randn(400, 512, generator=g)
     state["fc.bias"] = torch.randn(400, generator=g)
     return state
@@ -58,16 +70,7 @@ def medicalnet_resnet18(seed: int = 1, shortcut: str = "A") -> dict[str, object]
     """MedicalNet resnet_18.pth: 7x7x7 one-channel stem, conv/bn names, shortcut A (no downsample weights)."""
     g = torch.Generator().manual_seed(seed)
     state = {**conv("conv1.weight", 64, 1, (7, 7, 7), g), **batchnorm("bn1.", 64, g)}
-    inplanes = 64
-    for stage, planes in enumerate(PLANES, start=1):
-        for block in range(2):
-            p = f"layer{stage}.{block}."
-            state |= conv(p + "conv1.weight", planes, inplanes, (3, 3, 3), g) | batchnorm(p + "bn1.", planes, g)
-            state |= conv(p + "conv2.weight", planes, planes, (3, 3, 3), g) | batchnorm(p + "bn2.", planes, g)
-            if shortcut == "B" and block == 0 and stage > 1:
-                state |= conv(p + "downsample.0.weight", planes, inplanes, (1, 1, 1), g)
-                state |= batchnorm(p + "downsample.1.", planes, g)
-            inplanes = planes
+    state |= basic_blocks(("conv1.weight", "bn1.", "conv2.weight", "bn2."), shortcut == "B", g)
     return {"state_dict": {"module." + k: v for k, v in state.items()}}
 
 

@@ -16,15 +16,16 @@ import pytest
 import torch
 
 from tests.helpers.faults import tmpfs
-from tests.helpers.user import explain, run_args, user_env
+from tests.helpers.user import explain, run_module, user_env
 
 pytestmark = pytest.mark.slow
 
 TINY = ("+experiment=smoke", "debug=tiny", "logger=none")
 
 
-def train(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    return run_args(["python", "-m", "darnet_pl", *args], cwd, timeout)
+def train(*args: str, cwd: Path, timeout: int = 300, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m darnet_pl <args>`` in ``cwd`` with the user's environment (plus ``env``)."""
+    return run_module("darnet_pl", *args, cwd=cwd, timeout=timeout, env=user_env(**env))
 
 
 def error_line(result: subprocess.CompletedProcess[str]) -> str:
@@ -196,8 +197,8 @@ def test_the_shortcut_control_on_another_source_is_one_line(tmp_path: Path) -> N
 def test_an_unusable_darnet_log_dir_is_one_line_before_any_job(tmp_path: Path, multirun: bool) -> None:
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    args = ["python", "-m", "darnet_pl", *TINY, *(["fold=0,1", "-m"] if multirun else [])]
-    result = run_args(args, tmp_path, 120, DARNET_LOG_DIR=str(blocker / "logs"))
+    multirun_args = ("fold=0,1", "-m") if multirun else ()
+    result = train(*TINY, *multirun_args, cwd=tmp_path, timeout=120, DARNET_LOG_DIR=str(blocker / "logs"))
     assert result.returncode == 2
     where = blocker / "logs" / "smoke" / ("sweep" if multirun else "runs")
     assert error_line(result) == (

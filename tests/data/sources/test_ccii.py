@@ -22,40 +22,24 @@ from darnet_pl.data.sources.cached import RECORDS_NAME, SELECTION_NAME, SourceEr
 from darnet_pl.data.sources.ccii import CCIISource
 from darnet_pl.data.sources.ccii_cleaning import CleaningListError, parse_positions, read_cleaning_list
 from darnet_pl.data.splits import SplitError
-from tests.helpers.ccii_tree import CLEANING_COLUMNS, make_ccii_tree, slice_value, write_csv, write_manifest, write_scan
+from tests.helpers.ccii_tree import (
+    CHUNKS,
+    CLEANING_COLUMNS,
+    PREP,
+    SIZE,
+    ccii_scans,
+    ccii_source,
+    cleaning_rows,
+    make_ccii_tree,
+    paper_datamodule,
+    slice_value,
+    write_csv,
+    write_manifest,
+    write_scan,
+)
 
-SIZE = (4, 8, 8)
-PREP = {"size": list(SIZE), "border_crop": 0, "depth_interpolation": "nearest"}
-SCANS = [
-    ("CP", "1", "10", 5),
-    ("CP", "1", "11", 4),
-    ("CP", "2", "12", 6),
-    ("CP", "3", "13", 4),
-    ("NCP", "4", "20", 4),
-    ("NCP", "5", "21", 5),
-    ("NCP", "6", "22", 4),
-    ("Normal", "7", "30", 4),
-    ("Normal", "8", "31", 6),
-    ("Normal", "9", "32", 4),
-]
-CHUNKS = {"1": "fold1", "4": "fold1", "7": "fold1", "2": "fold2", "5": "fold2", "8": "fold2"}
-CHUNKS.update({"3": "test", "6": "test", "9": "test"})
-
-
-def source(root: Path, cache: Path, **kwargs) -> CCIISource:
-    return CCIISource(root, cache, preprocessing=PREP, workers=0, progress=False, **kwargs)
-
-
-def datamodule(src: CCIISource, manifest: Path) -> CTDataModule:
-    return CTDataModule(
-        src,
-        size=SIZE,
-        split="paper",
-        split_manifest=str(manifest),
-        batch_size=2,
-        num_workers=0,
-        persistent_workers=False,
-    )
+SCANS = ccii_scans(counts={"10": 5, "12": 6, "21": 5, "31": 6}, scans_of={"1": 2})
+"""Patient 1 has two scans (CP 10 and 11), so CP's others are 2/12 and 3/13."""
 
 
 def depth_profile(volume: np.ndarray) -> list[int]:
@@ -70,8 +54,8 @@ def test_paper_split_end_to_end_through_the_datamodule(tmp_path, caplog):
     make_ccii_tree(root, SCANS)
     (root / "NCP" / "NCP-1" / "5" / "21" / "2.png").write_bytes(b"damaged")  # sampled by depth 4 of 5: fails
     manifest = write_manifest(tmp_path / "split.csv", SCANS, CHUNKS)
-    src = source(root, tmp_path / "cache")
-    dm = datamodule(src, manifest)
+    src = ccii_source(root, tmp_path / "cache")
+    dm = paper_datamodule(src, manifest)
     dm.prepare_data()
     with caplog.at_level(logging.WARNING):
         dm.setup("fit")
@@ -97,16 +81,16 @@ def test_available_scans_missing_from_the_manifest_are_an_error(tmp_path):
     root = tmp_path / "CC-CCII"
     make_ccii_tree(root, SCANS)
     manifest = write_manifest(tmp_path / "split.csv", SCANS[1:], CHUNKS)  # CP__1__10 not placed
-    src = source(root, tmp_path / "cache")
+    src = ccii_source(root, tmp_path / "cache")
     src.prepare()
     with pytest.raises(SplitError, match=r"1 scan\(s\) of the data are not in the split manifest, e.g. CP__1__10"):
-        datamodule(src, manifest).setup("fit")
+        paper_datamodule(src, manifest).setup("fit")
 
 
 def test_prepare_is_resumable_and_records_come_from_the_cache(tmp_path, monkeypatch):
     root = tmp_path / "CC-CCII"
     expected = make_ccii_tree(root, SCANS[:4])
-    src = source(root, tmp_path / "cache")
+    src = ccii_source(root, tmp_path / "cache")
     with pytest.raises(FileNotFoundError, match="no prepared scans"):
         src.records()
     first = src.ingest(src.plan())
@@ -120,7 +104,7 @@ def test_prepare_is_resumable_and_records_come_from_the_cache(tmp_path, monkeypa
         raise AssertionError("records() must not walk the data tree")
 
     monkeypatch.setattr(ccii_module, "discover_ccii", no_walk)
-    assert source(root, tmp_path / "cache").records() == expected
+    assert ccii_source(root, tmp_path / "cache").records() == expected
     assert (src.cache.directory / RECORDS_NAME).is_file()
     loader = src.volume_loader()
     volume = loader(expected[2])
@@ -132,7 +116,7 @@ def test_strict_stops_at_the_first_problem_with_one_line(tmp_path):
     root = tmp_path / "CC-CCII"
     make_ccii_tree(root, SCANS[:2])
     (root / "CP" / "CP-1" / "1" / "11" / "1.png").write_bytes(b"damaged")
-    src = source(root, tmp_path / "cache", strict=True)
+    src = ccii_source(root, tmp_path / "cache", strict=True)
     with pytest.raises(SourceError) as excinfo:
         src.prepare()
     message = str(excinfo.value)
@@ -143,43 +127,39 @@ def test_strict_stops_at_the_first_problem_with_one_line(tmp_path):
 def test_missing_root_and_missing_cleaning_list_are_one_line_errors(tmp_path):
     missing = tmp_path / "nowhere"
     with pytest.raises(FileNotFoundError) as excinfo:
-        source(missing, tmp_path / "cache").prepare()
+        ccii_source(missing, tmp_path / "cache").prepare()
     assert str(excinfo.value).startswith(f"{missing}: CC-CCII data root not found")
     assert "\n" not in str(excinfo.value)
     with pytest.raises(SourceError, match="cleaning_csv"):
-        source(tmp_path, tmp_path / "cache", apply_cleaning=True)
+        ccii_source(tmp_path, tmp_path / "cache", apply_cleaning=True)
     with pytest.raises(FileNotFoundError, match="cleaning list not found"):
-        source(tmp_path, tmp_path / "cache", cleaning_csv=tmp_path / "none.csv", exclude_segmented=True)
+        ccii_source(tmp_path, tmp_path / "cache", cleaning_csv=tmp_path / "none.csv", exclude_segmented=True)
 
 
 # ------------------------------------------------------------------------------------ cleaning
 
-CLEAN_SCANS = [
-    ("CP", "1", "10", 4),  # re_order 2-3+0-1
-    ("CP", "2", "11", 6),  # repeat_ids 1;3
-    ("NCP", "3", "20", 4),  # reverse
-    ("NCP", "4", "21", 5),  # re_order with a position past the end, repeat_ids overshooting
-    ("NCP", "5", "22", 4),  # discard
-    ("Normal", "6", "30", 4),  # is_seg
-    ("Normal", "7", "31", 4),  # not in the list
-    ("Normal", "8", "32", 3),  # repeat_ids cover all but one slice: nothing left
-]
-CLEANING_ROWS = [
-    ("CP", "1", "10", 0, 0, "", "2-3+0-1"),
-    ("CP", "2", "11", 0, 1, "1;3", ""),
-    ("NCP", "3", "20", 0, 0, "", "reverse"),
-    ("NCP", "4", "21", 0, 1, "1;20", "3-4+0-2+9"),
-    ("NCP", "5", "22", 0, 1, "discard", ""),
-    ("Normal", "6", "30", 1, 0, "", ""),
-    ("Normal", "8", "32", 0, 1, "0-1", ""),
-]
+CLEAN_SCANS = ccii_scans(patients=(2, 3, 3), counts={"11": 6, "21": 5, "32": 3})
+"""CP 1/10, 2/11; NCP 3/20, 4/21, 5/22; Normal 6/30, 7/31, 8/32."""
+CLEANING_ROWS = cleaning_rows(
+    CLEAN_SCANS,
+    {
+        "10": {"re_order": "2-3+0-1"},
+        "11": {"repeat_ids": "1;3"},
+        "20": {"re_order": "reverse"},
+        "21": {"repeat_ids": "1;20", "re_order": "3-4+0-2+9"},  # a position past the end, repeat_ids overshooting
+        "22": {"repeat_ids": "discard"},
+        "30": {"is_seg": 1},
+        "32": {"repeat_ids": "0-1"},  # all but one of its 3 slices: nothing left
+    },
+    unlisted={"31"},
+)
 
 
 def test_cleaning_reorders_drops_discards_and_excludes_segmented(tmp_path):
     root = tmp_path / "CC-CCII"
     records = {r.key: r for r in make_ccii_tree(root, CLEAN_SCANS)}
     cleaning = write_csv(tmp_path / "he2020.csv", CLEANING_COLUMNS, CLEANING_ROWS)
-    src = source(root, tmp_path / "cache", cleaning_csv=cleaning, apply_cleaning=True)
+    src = ccii_source(root, tmp_path / "cache", cleaning_csv=cleaning, apply_cleaning=True)
     report = src.ingest(src.plan())
     assert (report.converted, report.failed) == (6, [])
     load = src.volume_loader()
@@ -203,14 +183,14 @@ def test_cleaning_reorders_drops_discards_and_excludes_segmented(tmp_path):
     assert selection["CP__1__10"]["detail"] == "slices re-ordered"
     assert selection["NCP__3__20"]["detail"] == "slices reversed"
 
-    both = source(root, tmp_path / "cache", cleaning_csv=cleaning, apply_cleaning=True, exclude_segmented=True)
+    both = ccii_source(root, tmp_path / "cache", cleaning_csv=cleaning, apply_cleaning=True, exclude_segmented=True)
     assert "Normal__6__30" not in {r.key for r in both.records()}  # exclusion is applied when reading, too
 
-    raw = source(root, tmp_path / "cache")
+    raw = ccii_source(root, tmp_path / "cache")
     raw.prepare()
     assert len(raw.records()) == len(CLEAN_SCANS)
     assert depth_profile(raw.volume_loader()(records["CP__1__10"])) == [slice_value(k) for k in range(4)]
-    segmented = source(root, tmp_path / "cache", cleaning_csv=cleaning, exclude_segmented=True)
+    segmented = ccii_source(root, tmp_path / "cache", cleaning_csv=cleaning, exclude_segmented=True)
     assert segmented.cache.directory == raw.cache.directory  # selecting scans changes no volume
     assert {r.key for r in raw.records()} - {r.key for r in segmented.records()} == {"Normal__6__30"}
 
@@ -218,9 +198,9 @@ def test_cleaning_reorders_drops_discards_and_excludes_segmented(tmp_path):
 def test_the_cache_key_follows_the_cleaning(tmp_path):
     cleaning = write_csv(tmp_path / "he2020.csv", CLEANING_COLUMNS, CLEANING_ROWS)
     edited = write_csv(tmp_path / "edited.csv", CLEANING_COLUMNS, CLEANING_ROWS[:-1])
-    raw = source(tmp_path, tmp_path / "cache")
-    cleaned = source(tmp_path, tmp_path / "cache", cleaning_csv=cleaning, apply_cleaning=True)
-    other = source(tmp_path, tmp_path / "cache", cleaning_csv=edited, apply_cleaning=True)
+    raw = ccii_source(tmp_path, tmp_path / "cache")
+    cleaned = ccii_source(tmp_path, tmp_path / "cache", cleaning_csv=cleaning, apply_cleaning=True)
+    other = ccii_source(tmp_path, tmp_path / "cache", cleaning_csv=edited, apply_cleaning=True)
     keys = {raw.cache_key, cleaned.cache_key, other.cache_key}
     assert len(keys) == 3 and raw.cache_key.startswith("ccii/") and cleaned.cache_key.startswith("ccii-cleaned-")
     assert len({raw.cache.directory, cleaned.cache.directory, other.cache.directory}) == 3
@@ -267,7 +247,7 @@ def test_read_slice_folder_positions_hook(tmp_path):
 def test_records_keep_paths_and_slice_counts(tmp_path):
     root = tmp_path / "CC-CCII"
     make_ccii_tree(root, SCANS[:2], index=False)
-    src = source(root, tmp_path / "cache")
+    src = ccii_source(root, tmp_path / "cache")
     src.prepare()
     assert [(r.key, r.n_slices) for r in src.records()] == [("CP__1__10", None), ("CP__1__11", None)]
     assert all(isinstance(r, ScanRecord) and Path(r.path).is_dir() for r in src.records())
@@ -305,7 +285,7 @@ def test_cleaned_conversion_in_parallel_equals_serial(tmp_path):
     root = tmp_path / "CC-CCII"
     make_ccii_tree(root, CLEAN_SCANS)
     cleaning = write_csv(tmp_path / "he2020.csv", CLEANING_COLUMNS, CLEANING_ROWS)
-    serial = source(root, tmp_path / "serial", cleaning_csv=cleaning, apply_cleaning=True)
+    serial = ccii_source(root, tmp_path / "serial", cleaning_csv=cleaning, apply_cleaning=True)
     serial.prepare()
     parallel = CCIISource(
         root, tmp_path / "parallel", PREP, workers=2, progress=False, cleaning_csv=cleaning, apply_cleaning=True

@@ -13,33 +13,27 @@ from darnet_pl.config.resolvers import packaged_file
 from darnet_pl.data.sources.cached import NOT_IN_CLEANING_LIST, SELECTION_NAME
 from darnet_pl.data.sources.ccii import CCIISource
 from darnet_pl.data.sources.ccii_index import INDEX_NAME
-from tests.helpers.ccii_tree import make_ccii_tree, write_cleaning_list, write_manifest
+from tests.helpers.ccii_tree import (
+    CHUNKS,
+    ccii_scans,
+    ccii_source,
+    cleaning_row,
+    cleaning_rows,
+    make_ccii_tree,
+    write_cleaning_list,
+    write_manifest,
+)
 from tests.helpers.prepare_run import prepare_output, row
 
-PREP = {"size": [4, 8, 8], "border_crop": 0, "depth_interpolation": "nearest"}
-SCANS = [
-    ("CP", "1", "10", 4),
-    ("CP", "2", "11", 5),  # not in the list
-    ("CP", "3", "12", 4),
-    ("NCP", "4", "20", 4),  # reverse
-    ("NCP", "5", "21", 4),  # discard
-    ("NCP", "6", "22", 4),
-    ("Normal", "7", "30", 4),  # not in the list
-    ("Normal", "8", "31", 4),  # is_seg
-    ("Normal", "9", "32", 4),
-]
+SCANS = ccii_scans(counts={"11": 5})
 ROWS = [
-    ("CP", "1", "10", 0, 0, "", ""),
-    ("CP", "3", "12", 0, 0, "", ""),
-    ("NCP", "4", "20", 0, 0, "", "reverse"),
-    ("NCP", "5", "21", 0, 1, "discard", ""),
-    ("NCP", "6", "22", 0, 0, "", ""),
-    ("Normal", "8", "31", 1, 0, "", ""),
-    ("Normal", "9", "32", 0, 0, "", ""),
-    ("Normal", "99", "999", 0, 0, "", ""),  # a row for a scan the data has not: no matter
+    *cleaning_rows(
+        SCANS,
+        {"20": {"re_order": "reverse"}, "21": {"repeat_ids": "discard"}, "31": {"is_seg": 1}},
+        unlisted={"11", "30"},  # CP 2/11 and Normal 7/30: not in the list
+    ),
+    cleaning_row(("Normal", "99", "999")),  # a row for a scan the data has not: no matter
 ]
-CHUNKS = {"1": "fold1", "4": "fold1", "7": "fold1", "2": "fold2", "5": "fold2", "8": "fold2"}
-CHUNKS.update({"3": "test", "6": "test", "9": "test"})
 UNCOVERED = ["CP__2__11", "Normal__7__30"]
 LINE = "2 scan(s) are not in the cleaning list (kept as downloaded): e.g. CP__2__11, Normal__7__30"
 REAL_INDEX = Path(__file__).resolve().parents[3].parent / "shared" / "ccii" / INDEX_NAME
@@ -55,7 +49,7 @@ def tree(tmp_path: Path) -> tuple[Path, Path, Path]:
 
 
 def source(root: Path, tmp_path: Path, **kwargs) -> CCIISource:
-    return CCIISource(root, tmp_path / "cache", preprocessing=PREP, workers=0, progress=False, **kwargs)
+    return ccii_source(root, tmp_path / "cache", **kwargs)
 
 
 @pytest.mark.parametrize(
