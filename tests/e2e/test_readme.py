@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 
 from darnet_pl.cli.argv import normalize_argv
 from darnet_pl.runs.naming import job_subdir
@@ -131,6 +132,22 @@ def single_run(typed: str | None = None, task: str | None = None) -> Callable[[U
         header = (run / "predictions.csv").read_text().splitlines()[0]
         assert header == "patient_id,scan_id,label,prob_CP,prob_NCP,prob_Normal"
         assert 0.0 <= json.loads((run / "test_metrics.json").read_text())["test/3class/auc_macro"] <= 1.0
+
+    return check
+
+
+def overrides_run(expect: dict[str, object]) -> Callable[[User, str], None]:
+    """A run whose overrides include a long training (``trainer.max_epochs=20``): the command as typed composes
+    to ``expect`` (``--cfg job``), and runs tiny with its epochs capped at 2, which is what a test can afford."""
+
+    def check(user: User, command: str) -> None:
+        composed = yaml.safe_load(user.ok(f"{command} --cfg job").stdout)
+        for dotted, value in expect.items():
+            node = composed
+            for key in dotted.split("."):
+                node = node[key]
+            assert node == value, (dotted, node)
+        single_run(f"{command} {TINY} trainer.max_epochs=2", task="smoke")(user, command)
 
     return check
 
@@ -349,7 +366,9 @@ CASES: dict[str, Callable[[User, str], None]] = {
     "make test": make_target("-m pytest"),
     "python -m darnet_pl +experiment=smoke": single_run(),
     "python -m darnet_pl +experiment=darnet": single_run(),
-    "python -m darnet_pl +experiment=smoke model.attention=ca fold=2 trainer.max_epochs=20": single_run(),
+    "python -m darnet_pl +experiment=smoke model.attention=ca fold=2 trainer.max_epochs=20": overrides_run(
+        {"model.attention": "ca", "fold": 2, "trainer.max_epochs": 20}
+    ),
     "python -m darnet_pl +experiment=smoke debug=fdr": as_typed("test metrics written to"),
     "python -m darnet_pl +experiment=smoke --cfg job": as_typed("task_name: smoke"),
     "python -m darnet_pl +experiment=darnet fold=0..4 -m": sweep(("dual",), 5),

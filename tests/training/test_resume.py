@@ -151,7 +151,7 @@ def test_sigterm_to_the_cli_exits_143_and_the_same_run_dir_resumes_to_the_same_m
 
     from tests.helpers.cli import run_cli
 
-    common = ("+experiment=smoke", "debug=tiny", "trainer.max_epochs=5", "logger=[csv,wandb]", "deterministic=true")
+    common = ("+experiment=smoke", "debug=tiny", "trainer.max_epochs=3", "logger=[csv,wandb]", "deterministic=true")
     straight = run_cli(*common, f"hydra.run.dir={tmp_path / 'straight'}", cwd=tmp_path)
     assert straight.returncode == 0, straight.stderr[-3000:]
 
