@@ -195,3 +195,27 @@ def _validation_history(run_dir: Path) -> list[tuple[str, str, str]]:
     with (run_dir / "csv" / "metrics.csv").open(newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if r.get("val/loss")]
     return [(r["epoch"], r["step"], r["val/loss"]) for r in rows]
+
+
+@pytest.mark.slow
+def test_last_checkpoint_is_the_latest_epoch_when_the_monitored_score_stops_improving(tmp_path: Path) -> None:
+    """The best checkpoint stays at epoch 0 (``monitor=epoch, mode=min`` never improves again); last.ckpt must still
+    be the latest epoch, and a resumed run continues after it instead of redoing the epochs since the best."""
+    from tests.helpers.cli import run_cli
+
+    run_dir = tmp_path / "run"
+    common = ("+experiment=smoke", "debug=tiny", "callbacks.model_checkpoint.monitor=epoch", f"hydra.run.dir={run_dir}")
+    first = run_cli(*common, "trainer.max_epochs=3", "test=false", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    checkpoints = run_dir / "checkpoints"
+    assert sorted(p.name for p in checkpoints.glob("*.ckpt")) == ["epoch000.ckpt", "last.ckpt"]
+    last = torch.load(checkpoints / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 2, "last.ckpt must hold the latest epoch (2), not the best (0)"
+
+    resumed = run_cli(*common, "trainer.max_epochs=4", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming the interrupted job from {checkpoints / 'last.ckpt'}" in resumed.stdout + resumed.stderr
+    history = _validation_history(run_dir)
+    assert [int(epoch) for epoch, _, _ in history] == [0, 1, 2, 3], "each epoch trained once, none redone"
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["epoch"] == 3
+    assert (run_dir / "test_metrics.json").is_file()  # the best (still epoch 0) was tested
