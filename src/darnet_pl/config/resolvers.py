@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import ListConfig, OmegaConf
 
-from darnet_pl.runs.naming import job_subdir
+from darnet_pl.runs.naming import experiment_of, job_subdir
 from darnet_pl.utils.package_files import RESOURCES_DIR
 
 RESOURCES = RESOURCES_DIR
@@ -20,6 +21,32 @@ def packaged_file(name: str) -> str:
     return str(path)
 
 
+def experiment_key(task_name: str, attention: str, overrides: Any) -> str:
+    """``smoke_ablation/dual/model.optimizer.lr=0.0001``: the experiment of the job these overrides make (runs.naming)."""
+    return experiment_of(str(task_name), str(attention), [str(o) for o in overrides or ()]).key
+
+
+def run_name(key: str, fold: Any, output_dir: str | None, sweep_dir: str | None) -> str:
+    """The W&B run name of one job, unique per job folder: ``<experiment>/fold<k>`` for a sweep job; a single run,
+    whose folder is new each time, adds that folder's name."""
+    name = f"{key}/fold{fold}"
+    if not output_dir or not sweep_dir:  # composed without running (--cfg job)
+        return name
+    inside_sweep = os.path.commonpath([os.path.abspath(output_dir), os.path.abspath(sweep_dir)])
+    return name if inside_sweep == os.path.abspath(sweep_dir) else f"{name}@{os.path.basename(output_dir)}"
+
+
+def run_tags(tags: Any, choices: Any) -> ListConfig:
+    """The recipe's tags plus where the data come from (``data:<source>``) and any debug preset (``debug:<name>``),
+    so that W&B filters tell try-outs from real runs."""
+    out = [str(t) for t in tags or ()]
+    for group in ("data", "debug"):
+        chosen = choices.get(group) if choices is not None else None
+        if chosen:
+            out.append(f"{group}:{chosen}")
+    return ListConfig(list(dict.fromkeys(out)))  # a config node: a plain list cannot be resolved in place
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("darnet_packaged"):
         OmegaConf.register_new_resolver("darnet_packaged", packaged_file)
@@ -31,3 +58,10 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver(
             "darnet_job_subdir", lambda attention, fold, overrides: job_subdir(attention, fold, overrides)
         )
+    for name, function in (
+        ("darnet_experiment", experiment_key),
+        ("darnet_run_name", run_name),
+        ("darnet_run_tags", run_tags),
+    ):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, function)

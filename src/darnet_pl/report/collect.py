@@ -174,18 +174,14 @@ def dataset_of(source_target: Any, task_name: Any) -> str:
     return "ccii" if task_name in CCII_TASKS else "unknown"
 
 
-def control_overrides(overrides: Iterable[str], condition: str) -> tuple[str, ...]:
-    """The overrides a job is grouped by: those switching the control on are left out (``condition`` carries
-    it), and a control experiment counts as the experiment it controls, so raw and control rows line up."""
-    kept = []
-    for item in overrides:
-        key = override_key(item)
-        if key in _CONTROL_KEYS:
-            continue
-        if key == "experiment" and condition:
-            name, _, value = item.partition("=")
-            item = f"{name}={CONTROL_OF.get(value, value)}"
-        kept.append(item)
+def control_overrides(overrides: Iterable[str], condition: str, task_name: str | None = None) -> tuple[str, ...]:
+    """What a job is grouped by besides its variant: its recipe (``experiment=<task_name>``) and defining overrides.
+
+    Those switching the control on are left out (``condition`` carries it), and a control experiment counts as the
+    experiment it controls, so raw and control rows line up."""
+    kept = [item for item in overrides if override_key(item) not in _CONTROL_KEYS]
+    if task_name:
+        kept.append(f"experiment={CONTROL_OF.get(task_name, task_name) if condition else task_name}")
     return tuple(sorted(kept))
 
 
@@ -308,7 +304,7 @@ def collect(root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], ski
 
     groups: dict[tuple[str, str, tuple[str, ...]], Group] = {}
     for job in jobs:
-        compared = control_overrides(job.overrides, job.condition)
+        compared = control_overrides(job.overrides, job.condition, job.task_name)
         key = (job.variant, job.condition, compared)
         group = groups.setdefault(
             key, Group(job.variant, job.overrides, condition=job.condition, compared=compared, dataset=job.dataset)
