@@ -59,7 +59,7 @@ def test_the_excluded_keys_are_exactly_these_and_each_says_why() -> None:
     for key in EXCLUDED:
         assert not defines_experiment(key), key
     # the checkpoint selection is a callback setting that does define it
-    assert SELECTION_KEYS == {"callbacks.model_checkpoint.monitor", "callbacks.model_checkpoint.mode"}
+    assert {"callbacks.model_checkpoint.monitor", "callbacks.model_checkpoint.mode"} == SELECTION_KEYS
     assert all(defines_experiment(k) for k in SELECTION_KEYS)
     assert not defines_experiment("callbacks.log_cam_samples.n")
 

@@ -22,7 +22,7 @@ def packaged_file(name: str) -> str:
 
 
 def experiment_key(task_name: str, attention: str, overrides: Any) -> str:
-    """``smoke_ablation/dual/model.optimizer.lr=0.0001``: the experiment of the job these overrides make (runs.naming)."""
+    """``smoke_ablation/dual/model.optimizer.lr=0.0001``: the experiment these overrides make (runs.naming)."""
     return experiment_of(str(task_name), str(attention), [str(o) for o in overrides or ()]).key
 
 
