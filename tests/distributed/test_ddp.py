@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.conf import ConfigSourceInfo
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import open_dict
@@ -66,20 +67,34 @@ def test_ddp_configs_compose() -> None:
     assert gpu.trainer.strategy.process_group_backend == "nccl"
 
 
-def test_extra_ranks_rerun_the_job_not_the_sweep(monkeypatch: pytest.MonkeyPatch) -> None:
-    # as under `python -m darnet_pl`, whichever way pytest itself was started
-    monkeypatch.setattr(sys.modules["__main__"], "__spec__", types.SimpleNamespace(name="darnet_pl"), raising=False)
+@pytest.mark.parametrize(
+    "main_spec",
+    [
+        types.SimpleNamespace(name="darnet_pl"),  # python -m darnet_pl
+        types.SimpleNamespace(name="joblib.externals.loky.backend.popen_loky_posix"),  # a local_parallel worker
+        None,  # darnet-train (a console script)
+    ],
+)
+def test_extra_ranks_rerun_the_job_not_the_sweep(monkeypatch: pytest.MonkeyPatch, main_spec) -> None:
+    # whatever process runs the job - the entry point, a joblib worker, a console script - its extra ranks run
+    # `python -m darnet_pl` with the job's overrides and the same configs
+    monkeypatch.setattr(sys.modules["__main__"], "__spec__", main_spec, raising=False)
     cfg = _compose("+experiment=smoke", "fold=1", "trainer=ddp_cpu", "+debug=tiny")
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = "/runs/smoke/sweep/dual/debug=tiny/fold1"
         cfg.hydra.runtime.cwd = "/work dir"
+        cfg.hydra.runtime.config_sources.append(
+            ConfigSourceInfo(path="/my/configs", schema="file", provider="command-line")
+        )
     HydraConfig.instance().set_config(cfg)
     try:
         command, cwd = hydra_job_command(1)
     finally:
         HydraConfig.instance().cfg = None
     assert cwd == "/work dir"
-    assert command.count("-m") == 1 and command.index("-m") == 1  # python -m <module>: the only -m
+    assert command[:3] == [sys.executable, "-m", "darnet_pl"] and command.count("-m") == 1
+    assert "--config-dir=/my/configs" in command and "--config-name=config" in command
+    assert not any(c.startswith("--config-path") for c in command)  # the package's own configs are the default
     assert "--multirun" not in command
     assert {"+experiment=smoke", "fold=1", "trainer=ddp_cpu", "+debug=tiny"} <= set(command)
     assert "hydra.mode=RUN" in command and "hydra.output_subdir=null" in command

@@ -35,6 +35,7 @@ def _run(cfg: DictConfig) -> float | None:
     from darnet_pl.utils.errors import in_multirun
 
     output_dir = Path(HydraConfig.get().runtime.output_dir)
+    _log_to_own_file(output_dir)
     if in_multirun():
         return _sweep_job(cfg, output_dir)
     return _single_run(cfg, output_dir)
@@ -65,6 +66,7 @@ def _sweep_job(cfg: DictConfig, output_dir: Path) -> float | None:
     from darnet_pl.runs.job_guard import JobBusy, clear_failure, job_lock, record_failure
     from darnet_pl.training.run import train
     from darnet_pl.utils.errors import one_line, user_error_of
+    from darnet_pl.utils.ranks import job_rank, owns_job
 
     try:
         with job_lock(output_dir):
@@ -78,11 +80,34 @@ def _sweep_job(cfg: DictConfig, output_dir: Path) -> float | None:
         cause = user_error_of(error)
         message = one_line(cause) if cause is not None else f"{type(error).__name__}: {one_line(error)}"
         detail = None if cause is not None else traceback.format_exc()
-        record_failure(output_dir, message, detail)
+        rank = job_rank()
+        record_failure(output_dir, message if rank == 0 else f"rank {rank}: {message}", detail)
         log.error("job failed: %s", message)
         return None
-    clear_failure(output_dir)
+    if owns_job():
+        clear_failure(output_dir)
     return metrics.get(MONITORED_METRIC)
+
+
+def _log_to_own_file(output_dir: Path) -> None:
+    """A rank other than the job's owner logs into ``ddp_rank<k>.log``, not into the job's log (SLURM tasks run the
+    whole command each; ranks started by our DDP launcher are given their file on the command line)."""
+    from darnet_pl.distributed.ddp import rank_log_file
+    from darnet_pl.utils.ranks import job_rank
+
+    rank = job_rank()
+    if rank == 0:
+        return
+    own = rank_log_file(output_dir, rank)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename) != own.resolve():
+            root.removeHandler(handler)
+            handler.close()
+            replacement = logging.FileHandler(own)
+            replacement.setFormatter(handler.formatter)
+            replacement.setLevel(handler.level)
+            root.addHandler(replacement)
 
 
 def _remove_new_stub(output_dir: Path) -> None:

@@ -20,10 +20,13 @@ single-process result for the same global batch.
 
 from __future__ import annotations
 
+import _thread
 import logging
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -47,6 +50,10 @@ log = logging.getLogger(__name__)
 # what the subprocess launcher writes into the launching process's environment
 LAUNCH_ENV_KEYS = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "OMP_NUM_THREADS")
 CHILD_EXIT_TIMEOUT_S = 300.0
+ENTRY_MODULE = "darnet_pl"
+# how a collective in this process reports a rank that died (gloo, NCCL), and how long to wait for its exit code
+LOST_PEER_SIGNS = ("Connection closed by peer", "Connection reset by peer", "remote worker", "NCCL communicator")
+LOST_PEER_WAIT_S = 60.0  # what every extra rank runs: python -m darnet_pl
 
 
 def _quote(value: str) -> str:
@@ -54,18 +61,37 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def hydra_job_command(local_rank: int) -> tuple[list[str], str]:
-    """The command and working directory that make rank ``local_rank`` run the current Hydra job, and only it."""
-    from hydra.core.hydra_config import HydraConfig
+def config_options(hydra_cfg: Any) -> list[str]:
+    """The options that make another process compose from the same configs: the primary config folder (where it is
+    not the package's own), every ``--config-dir`` the user added, and the config name."""
+    from darnet_pl.utils.package_files import CONF_DIR
 
-    import __main__
+    options: list[str] = []
+    for source in hydra_cfg.runtime.get("config_sources") or []:
+        if source.get("schema") != "file":
+            continue
+        if source.get("provider") == "main" and Path(source.path).resolve() != Path(CONF_DIR).resolve():
+            options.append(f"--config-path={source.path}")
+        elif source.get("provider") == "command-line":
+            options.append(f"--config-dir={source.path}")
+    return [*options, f"--config-name={hydra_cfg.job.config_name}"]
+
+
+def hydra_job_command(local_rank: int) -> tuple[list[str], str]:
+    """The command and working directory that make rank ``local_rank`` run the current Hydra job, and only it.
+
+    Always ``python -m darnet_pl``, never the current process's own command: inside a parallel launcher's worker
+    (joblib/loky) that is the worker's bootstrap module, and under ``darnet-train`` a script path.
+    """
+    from hydra.core.hydra_config import HydraConfig
 
     hydra_cfg = HydraConfig.get()
     output_dir = str(hydra_cfg.runtime.output_dir)
-    spec = getattr(__main__, "__spec__", None)
-    program = [sys.executable, os.path.abspath(sys.argv[0])] if spec is None else [sys.executable, "-m", spec.name]
     command = [
-        *program,
+        sys.executable,
+        "-m",
+        ENTRY_MODULE,
+        *config_options(hydra_cfg),
         *hydra_cfg.overrides.task,  # the job's own overrides: swept values included, -m and other values not
         "hydra.mode=RUN",
         f"hydra.run.dir={_quote(output_dir)}",
@@ -73,18 +99,58 @@ def hydra_job_command(local_rank: int) -> tuple[list[str], str]:
     ]
     handlers = (hydra_cfg.get("job_logging") or {}).get("handlers") or {}
     if "file" in handlers:  # a log of its own beside rank 0's
-        log_file = str(Path(output_dir) / f"ddp_rank{local_rank}.log")
-        command.append(f"hydra.job_logging.handlers.file.filename={_quote(log_file)}")
+        command.append(f"hydra.job_logging.handlers.file.filename={_quote(str(rank_log_file(output_dir, local_rank)))}")
     return command, str(hydra_cfg.runtime.cwd)
 
 
-class _StoppableObserver(_ChildProcessObserver):
-    """Lightning's child watchdog (a failed rank kills the whole process tree), which can be told to stand down."""
+def rank_log_file(output_dir: str | Path, rank: int) -> Path:
+    """The log file of a job's rank ``rank`` > 0 (rank 0 writes the job's own log)."""
+    return Path(output_dir) / f"ddp_rank{rank}.log"
 
-    stopped = False
+
+class RankFailed(RuntimeError):
+    """An extra rank of this DDP job died: the job fails (its ``failed.json`` says which rank), the sweep goes on."""
+
+
+class _RankWatch(_ChildProcessObserver):
+    """Lightning's child watchdog, changed so that a failed rank ends its job, not the process that runs the sweep.
+
+    Lightning's observer SIGKILLs the launching process as soon as a child fails; but under a Hydra multirun that
+    process is the sweep itself. Here the other extra ranks are killed, and the launching process is left to fail at
+    its next collective (gloo reports the lost peer at once), which ends the job through the usual error path. Only
+    if it has not unwound after ``grace_s`` (a collective that waits on a dead peer, e.g. NCCL before its timeout) is
+    it interrupted, and after twice that killed as Lightning would.
+    """
+
+    def __init__(self, main_pid: int, child_processes: list[subprocess.Popen], grace_s: float = 60.0) -> None:
+        super().__init__(main_pid=main_pid, child_processes=child_processes, sleep_period=1)
+        self.grace_s = grace_s
+        self.stopped = False
+        self.failed_since: float | None = None
+        self.interrupted = False
 
     def _run(self) -> bool:
-        return True if self.stopped else super()._run()
+        if self.stopped:
+            return True
+        codes = [proc.poll() for proc in self._child_processes]
+        if all(code == 0 for code in codes):
+            return True
+        if not any(codes):  # all running (None) or finished well (0)
+            return False
+        if self.failed_since is None:
+            self.failed_since = time.monotonic()
+            for proc in self._child_processes:
+                if proc.poll() is None:
+                    proc.kill()
+            return False
+        waited = time.monotonic() - self.failed_since
+        if waited > 2 * self.grace_s:
+            os.kill(self._main_pid, signal.SIGKILL)
+            return True
+        if waited > self.grace_s and not self.interrupted:
+            self.interrupted = True
+            _thread.interrupt_main()
+        return False
 
 
 class HydraJobLauncher(_SubprocessScriptLauncher):
@@ -92,7 +158,7 @@ class HydraJobLauncher(_SubprocessScriptLauncher):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.observer: _StoppableObserver | None = None
+        self.observer: _RankWatch | None = None
         self._saved_env: dict[str, str | None] = {}
         self._saved_threads = torch.get_num_threads()
 
@@ -102,10 +168,37 @@ class HydraJobLauncher(_SubprocessScriptLauncher):
         self._saved_threads = torch.get_num_threads()
         if not self.cluster_environment.creates_processes_externally:
             self._call_children_scripts()
-            self.observer = _StoppableObserver(main_pid=os.getpid(), child_processes=self.procs)
+            self.observer = _RankWatch(main_pid=os.getpid(), child_processes=self.procs)
             self.observer.start()
         _set_num_threads_if_needed(num_processes=self.num_processes)
-        return function(*args, **kwargs)
+        try:
+            return function(*args, **kwargs)
+        except (RuntimeError, KeyboardInterrupt) as error:  # what a lost peer looks like in this process
+            # the peer's sockets close before its process has exited (it is still tearing down, printing its
+            # traceback): wait for it where the error says a peer was lost, briefly otherwise
+            lost_peer = isinstance(error, KeyboardInterrupt) or any(sign in str(error) for sign in LOST_PEER_SIGNS)
+            failure = self.failed_rank(wait_s=LOST_PEER_WAIT_S if lost_peer else 2.0)
+            if failure is None:
+                raise
+            raise RankFailed(failure) from error
+
+    def failed_rank(self, wait_s: float) -> str | None:
+        """Which extra rank died and how (None if they all still run or finished well); waits briefly, so that the
+        rank whose loss made this process fail is seen as exited."""
+        from hydra.core.hydra_config import HydraConfig
+
+        output_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None
+        deadline = time.monotonic() + wait_s
+        while self.procs:
+            for rank, proc in enumerate(self.procs, start=1):
+                code = proc.poll()
+                if code not in (None, 0):
+                    where = f"; its log: {rank_log_file(output_dir, rank)}" if output_dir else ""
+                    return f"DDP rank {rank} (process {proc.pid}) exited with code {code}{where}"
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        return None
 
     def _call_children_scripts(self) -> None:
         from hydra.core.hydra_config import HydraConfig
@@ -130,6 +223,7 @@ class HydraJobLauncher(_SubprocessScriptLauncher):
         """Wait for (or, after a failure, stop) the ranks this process started; restore env and threads."""
         if self.observer is not None:
             self.observer.stopped = True
+            self.observer = None
         for proc in self.procs:
             if failed:
                 proc.terminate()
@@ -217,6 +311,7 @@ __all__ = [
     "GlobalBatchNorm",
     "HydraDDPStrategy",
     "HydraJobLauncher",
+    "RankFailed",
     "hydra_job_command",
     "single_device_trainer",
 ]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from darnet_pl.runs.layout import FAILED_FILE
 from darnet_pl.utils.io import write_json_atomic
+from darnet_pl.utils.ranks import owns_job
 
 LOCK_FILE = ".job.lock"
 
@@ -27,15 +28,10 @@ class JobBusy(RuntimeError):
     """Another process is running this job right now."""
 
 
-def is_rank_zero() -> bool:
-    """False in the extra processes of a DDP job, which run the same job folder as rank 0 and must not lock it."""
-    return all(os.environ.get(name, "0") == "0" for name in ("LOCAL_RANK", "NODE_RANK", "RANK"))
-
-
 @contextlib.contextmanager
 def job_lock(folder: str | os.PathLike[str]) -> Iterator[None]:
     """Hold ``<folder>/.job.lock`` exclusively for the duration; ``JobBusy`` if another process holds it."""
-    if not is_rank_zero():
+    if not owns_job():  # the other ranks of a DDP job run in the same folder beside its owner
         yield
         return
     path = Path(folder) / LOCK_FILE

@@ -109,9 +109,14 @@ class DARNetModule(pl.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         loss, logits, labels = self._shared_step(batch)
-        if not torch.isfinite(loss):
+        finite = bool(torch.isfinite(loss))
+        world = self._trainer.world_size if self._trainer is not None else 1
+        if world > 1:  # every rank stops at the same step, whichever saw it (no rank is left waiting in a collective)
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if not finite:
+            where = "" if world == 1 else f" here; non-finite on at least one of {world} processes"
             raise FloatingPointError(
-                f"non-finite training loss ({loss.item()}) at epoch {self.current_epoch}, batch {batch_idx}: "
+                f"non-finite training loss ({loss.item()}{where}) at epoch {self.current_epoch}, batch {batch_idx}: "
                 "lower the learning rate or use fp32; the last good checkpoint is kept"
             )
         accuracy = (logits.argmax(dim=1) == labels).float().mean()

@@ -50,6 +50,7 @@ from darnet_pl.runs.predictions import probabilities_of, write_predictions
 from darnet_pl.training.memory_advice import out_of_memory_advice
 from darnet_pl.training.wandb_results import finish_wandb_runs, log_test_plots
 from darnet_pl.utils.io import atomic_path, write_text_atomic
+from darnet_pl.utils.ranks import owns_job
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def build_loggers(cfg: DictConfig, output_dir: Path, resuming: bool) -> list[Any
             continue
         target = str(conf.get("_target_", ""))
         extra: dict[str, Any] = {}
-        if target.endswith("WandbLogger"):
+        if target.endswith(("WandbLogger", "wandb_logger")) and owns_job():  # only rank 0 logs (and keeps the id)
             extra = {"id": wandb_run_id(output_dir), "resume": "allow"}
         elif target.endswith("HistoryCSVLogger"):
             extra = {"keep_history": resuming}
@@ -149,15 +150,27 @@ def advice_on_out_of_memory(cfg: DictConfig, phase: str) -> Iterator[None]:
         raise out_of_memory_advice(settings, phase) from None
 
 
-def stop_after_sigterm(output_dir: Path) -> SystemExit:
-    """Exit status 143 (128 + SIGTERM) with how to resume; the pre-emption callback saved last.ckpt."""
+def stop_after_sigterm(output_dir: Path, callbacks: list[pl.Callback], testing: bool = False) -> SystemExit:
+    """Exit status 143 (128 + SIGTERM) with what was kept, truthfully, and how to resume."""
+    from darnet_pl.training.preemption import CheckpointOnSigterm
     from darnet_pl.utils.errors import in_multirun
 
     last = last_checkpoint(output_dir)
+    saver = next((c for c in callbacks if isinstance(c, CheckpointOnSigterm)), None)
+    if testing:
+        kept = f"training had finished ({last} holds it); the best checkpoint was being tested"
+    elif saver is not None and saver.saved_at is not None:
+        epoch, batch, batches = saver.saved_at
+        kept = f"{last} holds the training state (epoch {epoch}, after batch {batch} of {batches})"
+    elif last.is_file():
+        kept = f"{last} holds the training state at the end of the last finished epoch"
+    else:
+        kept = "no checkpoint was saved yet: the job starts again from its beginning"
     how = "run the same command again" if in_multirun() else f"add hydra.run.dir={output_dir} to the command"
-    message = f"stopped by SIGTERM; {last} holds the training state; to resume, {how}"
-    log.warning("%s", message)
-    print(message, file=sys.stderr)
+    message = f"stopped by SIGTERM; {kept}; to resume, {how}"
+    if owns_job():  # the other ranks of a DDP job stop as silently as they trained
+        log.warning("%s", message)
+        print(message, file=sys.stderr)
     return SystemExit(128 + signal.SIGTERM)
 
 
@@ -226,7 +239,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log.info("%s exists: this job already finished (redo=true runs it again)", metrics_path)
         return read_metrics_file(metrics_path)
 
-    write_text_atomic(output_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
+    if owns_job():  # the other ranks of a DDP job share this folder and write nothing of its own
+        write_text_atomic(output_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
     pl.seed_everything(cfg.seed, workers=True)
 
     datamodule = instantiate(cfg.data, split_manifest_out=str(output_dir / "split_manifest.csv"), _convert_="all")
@@ -245,7 +259,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     except SIGTERMException:
         finish_wandb_runs(loggers, exit_code=128 + signal.SIGTERM)  # the resumed job reopens the same W&B run
-        raise stop_after_sigterm(output_dir) from None
+        raise stop_after_sigterm(output_dir, trainer.callbacks) from None
 
     metrics: dict[str, float] = {}
     if not trainer.is_global_zero:
@@ -271,7 +285,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 tester.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         except SIGTERMException:
             finish_wandb_runs(loggers, exit_code=128 + signal.SIGTERM)
-            raise stop_after_sigterm(output_dir) from None
+            raise stop_after_sigterm(output_dir, trainer.callbacks, testing=True) from None
         metrics = {k: float(v) for k, v in tester.callback_metrics.items() if k.startswith("test/")}
         metrics.update(
             beyond_scan_metrics(

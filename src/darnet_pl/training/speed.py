@@ -46,9 +46,32 @@ def resolve_precision(precision: str | int | None, accelerator: str | None = Non
 
 
 def make_trainer(precision: str | int | None = "auto", **kwargs: Any) -> Any:
-    """``pytorch_lightning.Trainer`` with ``precision="auto"`` resolved for this machine (see resolve_precision)."""
+    """``pytorch_lightning.Trainer`` with ``auto`` settings resolved for this machine.
+
+    ``precision="auto"`` alone (``trainer=cpu``): see resolve_precision. With ``accelerator``/``devices`` ``auto`` too
+    (``trainer=auto``, the card's recipes): every visible GPU, DDP for two or more, bf16 where supported
+    (training.devices); one line says what was chosen.
+    """
     import pytorch_lightning as pl
 
+    from darnet_pl.training.devices import AUTO, probe_and_plan, strategy_object
+    from darnet_pl.utils.ranks import owns_job
+
+    if kwargs.get("accelerator") in AUTO and kwargs.get("devices") in AUTO:
+        plan, gpu_name = probe_and_plan(
+            kwargs.pop("accelerator"), kwargs.pop("devices"), kwargs.pop("strategy", "auto"), precision
+        )
+        if kwargs.pop("sync_batchnorm", "auto") in AUTO:
+            kwargs["sync_batchnorm"] = plan.sync_batchnorm
+        if owns_job():
+            log.info("%s", plan.describe(gpu_name))
+        return pl.Trainer(
+            accelerator=plan.accelerator,
+            devices=plan.devices,
+            strategy=strategy_object(plan),
+            precision=plan.precision,
+            **kwargs,
+        )
     resolved = resolve_precision(precision, kwargs.get("accelerator"))
     if precision == "auto":
         log.info("precision=auto -> %s", resolved)
