@@ -54,7 +54,7 @@ def claim_gpus(gpus: Sequence[str], count: int, lock_dir: Path, timeout_s: float
         for _, handle in held:  # not enough free: give back what was taken, so two workers never deadlock
             handle.close()
         if time.monotonic() > deadline:
-            raise RuntimeError(f"no {count} free GPU(s) among {list(gpus)} after {timeout_s:.0f} s (locks in {lock_dir})")
+            raise RuntimeError(f"no {count} free GPU(s) among {list(gpus)} after {timeout_s:.0f} s (locks: {lock_dir})")
         time.sleep(1.0)
 
 

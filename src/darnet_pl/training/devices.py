@@ -69,9 +69,8 @@ def probe_and_plan(accelerator: Any, devices: Any, strategy: Any, precision: Any
 
     gpu_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     gpu_bf16 = bool(gpu_count) and torch.cuda.is_bf16_supported()
-    plan = plan_devices(
-        accelerator, devices, strategy, precision, gpu_count=gpu_count, gpu_bf16=gpu_bf16, cpu_bf16=cpu_has_native_bf16()
-    )
+    machine = {"gpu_count": gpu_count, "gpu_bf16": gpu_bf16, "cpu_bf16": cpu_has_native_bf16()}
+    plan = plan_devices(accelerator, devices, strategy, precision, **machine)
     return plan, (torch.cuda.get_device_name(0) if gpu_count else None)
 
 
