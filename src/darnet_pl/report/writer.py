@@ -33,18 +33,7 @@ from typing import Any
 from darnet_pl.report import paper_table_iv, plots
 from darnet_pl.report.audit_figures import audit_lines, find_audits
 from darnet_pl.report.collect import Collection, Group, as_roots, collect, common_root, is_job_dir, missing_jobs
-from darnet_pl.report.ensemble import (
-    ECE_BINS,
-    Bootstrap,
-    Calibration,
-    FoldEnsemble,
-    PatientResults,
-    calibration,
-    fold_ensemble,
-    paper_metrics,
-    patient_bootstrap,
-    patient_results,
-)
+from darnet_pl.report.ensemble import FoldEnsemble, fold_ensemble
 from darnet_pl.report.tables import (
     MARK_NOTE,
     Row,
@@ -61,6 +50,16 @@ from darnet_pl.report.tables import (
     to_markdown,
 )
 from darnet_pl.runs.layout import METRICS_FILE, REPORT_JSON
+from darnet_pl.stats import (
+    ECE_BINS,
+    Bootstrap,
+    Calibration,
+    PatientResults,
+    calibration,
+    paper_metrics,
+    patient_bootstrap,
+    patient_results,
+)
 from darnet_pl.utils.io import output_folder, publish_files
 
 TABLE_STEM = "table_iv"
