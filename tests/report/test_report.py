@@ -132,6 +132,7 @@ def test_missing_jobs_are_reported(sweep: Path, report: dict, capsys: pytest.Cap
 def test_output_files_are_written_and_readable(sweep: Path, report: dict) -> None:
     out = sweep / "report"
     expected = ["table_iv.md", "table_iv.csv", "table_iv.tex", "report.json", "roc_covid_vs_rest.png"]
+    expected += ["comparisons.md", "comparisons.csv"]  # none against dual
     expected += [f"{kind}_{v}.png" for kind in ("roc", "confusion", "reliability") for v in ("none", "dual")]
     assert sorted(report["files"]) == sorted(expected)
     for name in expected:

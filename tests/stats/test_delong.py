@@ -6,9 +6,10 @@
    the other pairs; ``asah.csv`` beside this file is that data (outcome, wfns, s100b, ndka; read from pROC's
    ``data/aSAH.RData``) and the expected Z, p and 95% interval of the difference are those pROC's own test suite
    asserts (``tests/testthat/test-roc.test.R``: "roc.test statistic and p are as expected with defaults").
-2. An O(n^2) implementation written here from the papers' formulas: the Mann-Whitney kernel psi(x, y) over every
-   positive-negative pair (DeLong et al. 1988, Biometrics 44:837-845), and for patients with several samples the
-   per-cluster sums of Obuchowski (1997, Biometrics 53:567-578), in plain loops.
+2. An O(n^2) implementation written for the tests from the papers' formulas (``tests.helpers.delong_reference``):
+   the Mann-Whitney kernel psi(x, y) over every positive-negative pair (DeLong et al. 1988, Biometrics
+   44:837-845), and for patients with several samples the per-cluster sums of Obuchowski (1997, Biometrics
+   53:567-578), in plain loops.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 import pytest
 
 from darnet_pl.stats import delong_test
+from tests.helpers.delong_reference import kernel_delong
 
 ASAH = Path(__file__).with_name("asah.csv")
 
@@ -58,32 +60,6 @@ def test_identical_models_have_no_difference() -> None:
     poor, scores = read_asah()
     result = delong_test(scores["wfns"], scores["wfns"], poor)
     assert (result.z, result.p, result.se, result.difference) == (0.0, 1.0, 0.0, 0.0)
-
-
-def kernel_delong(a: np.ndarray, b: np.ndarray, positive: np.ndarray, clusters: np.ndarray) -> tuple[float, float]:
-    """(AUC_A - AUC_B, its standard error) by the O(n^2) kernel, clustered as Obuchowski (1997) writes it."""
-    psi = lambda x, y: 1.0 if x > y else 0.5 if x == y else 0.0  # noqa: E731
-    pos, neg = np.flatnonzero(positive), np.flatnonzero(~positive)
-    m, n = len(pos), len(neg)
-    theta, v10, v01 = [], [], []
-    for s in (a, b):
-        kernel = np.array([[psi(s[i], s[j]) for j in neg] for i in pos])
-        theta.append(kernel.mean())
-        v10.append(dict(zip(pos, kernel.mean(axis=1), strict=True)))  # per positive: mean over all negatives
-        v01.append(dict(zip(neg, kernel.mean(axis=0), strict=True)))  # per negative: mean over all positives
-    ids = sorted(set(clusters.tolist()))
-    d, e = [], []  # per cluster, contrast A - B of sum(V10 - theta) over its positives, sum(V01 - theta) over negatives
-    for cid in ids:
-        members = np.flatnonzero(clusters == cid)
-        d.append(sum((v10[0][i] - theta[0]) - (v10[1][i] - theta[1]) for i in members if positive[i]))
-        e.append(sum((v01[0][j] - theta[0]) - (v01[1][j] - theta[1]) for j in members if not positive[j]))
-    k1 = len({c for c, p in zip(clusters, positive, strict=True) if p})
-    k0 = len({c for c, p in zip(clusters, positive, strict=True) if not p})
-    k = len(ids)
-    s10 = k1 / (k1 - 1) * sum(x * x for x in d) / m**2
-    s01 = k0 / (k0 - 1) * sum(x * x for x in e) / n**2
-    s11 = k / (k - 1) * sum(x * y for x, y in zip(d, e, strict=True)) / (m * n)
-    return theta[0] - theta[1], math.sqrt(s10 + s01 + 2 * s11)
 
 
 def patients(n_patients: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
