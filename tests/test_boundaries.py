@@ -17,7 +17,19 @@ THIRD_PARTY_FRAMEWORKS = ("pytorch_lightning", "lightning", "hydra", "omegaconf"
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     "models": (*THIRD_PARTY_FRAMEWORKS, "darnet_pl.data", "darnet_pl.training", "darnet_pl.runs", "monai"),
     "data": ("darnet_pl.models", "darnet_pl.training", "darnet_pl.distributed", "darnet_pl.inference"),
-    "metrics": ("pytorch_lightning", "lightning", "hydra", "darnet_pl.data", "darnet_pl.training"),
+    "metrics": ("pytorch_lightning", "lightning", "hydra", "darnet_pl.data", "darnet_pl.training", "darnet_pl.stats"),
+    # statistics on predictions: plain numpy on the metrics, below everything that reports numbers
+    "stats": (
+        *THIRD_PARTY_FRAMEWORKS,
+        "darnet_pl.data",
+        "darnet_pl.training",
+        "darnet_pl.report",
+        "darnet_pl.inference",
+        "darnet_pl.evaluation",
+        "darnet_pl.audit",
+        "darnet_pl.runs",
+        "darnet_pl.models",
+    ),
     "runs": (
         "pytorch_lightning",
         "lightning",

@@ -18,8 +18,9 @@ says so in one ``UndefinedMetricWarning`` per computation, naming the classes.
 
 The numbers are computed once, in numpy, for one evaluation or a batch of bootstrap resamples alike:
 ``rates_from_confusion`` (per-class rates of confusion matrices), ``metric_dict`` (every metric name, from per-class
-arrays) and ``metrics_from_counts`` (both). ``PaperMetrics`` (training) and ``darnet_pl.report.ensemble`` (the
-report's bootstrap) both go through them, so the two cannot disagree on a name or a definition.
+arrays) and ``metrics_from_counts`` (both). ``PaperMetrics`` (training) and ``darnet_pl.stats`` (the
+bootstraps of the report and darnet-evaluate) both go through them, so the two cannot disagree on a name or a
+definition.
 
 State lives in torchmetrics objects (a confusion matrix and the AUROC score buffers), so values are reduced
 correctly across DDP processes.

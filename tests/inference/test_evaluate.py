@@ -18,7 +18,7 @@ from PIL import Image
 from darnet_pl.cli.evaluate import main
 from darnet_pl.cli.predict import main as predict_main
 from darnet_pl.metrics import PaperMetrics, UndefinedMetricWarning, metrics_from_probabilities
-from darnet_pl.report.ensemble import patient_bootstrap, probs_to_logits
+from darnet_pl.stats import patient_bootstrap, probs_to_logits
 from tests.helpers.checkpoints import phantom_volumes, write_nifti, write_scan_list
 from tests.helpers.faults import every_file, hidden
 

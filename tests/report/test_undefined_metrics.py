@@ -17,8 +17,8 @@ from sklearn.metrics import f1_score, recall_score, roc_auc_score
 from sklearn.preprocessing import label_binarize
 
 from darnet_pl.metrics import PER_CLASS_INPUTS, PaperMetrics, UndefinedMetricWarning, metric_dict
-from darnet_pl.report.ensemble import as_paper_sees_them, paper_metrics, patient_bootstrap, weighted_metrics
 from darnet_pl.report.writer import write_report
+from darnet_pl.stats import as_paper_sees_them, paper_metrics, patient_bootstrap, weighted_metrics
 from tests.helpers.report_jobs import cohort, model_probs, write_job
 
 CLASSES = ("CP", "NCP", "Normal")

@@ -20,8 +20,9 @@ from darnet_pl.utils.exit_codes import EXIT_OK
 def build_parser() -> OneLineParser:
     parser = OneLineParser(
         prog="darnet-report",
-        description="Table IV (mean ± std over folds, fold ensemble with patient-level bootstrap CIs), ROC curves "
-        "and confusion matrices of a Hydra sweep or of a single run; several folders (e.g. a sweep and its shortcut "
+        description="Table IV (mean ± std over folds, fold ensemble with patient-level bootstrap CIs), the variants "
+        "of an ablation compared on the same test scans (paired bootstrap CIs, DeLong's test), ROC curves and "
+        "confusion matrices of a Hydra sweep or of a single run; several folders (e.g. a sweep and its shortcut "
         "control) in one report.",
     )
     parser.add_argument(
@@ -42,6 +43,11 @@ def build_parser() -> OneLineParser:
         "--expected-folds", type=int, default=None, help="folds each row should have (default: every fold seen)"
     )
     parser.add_argument("--no-plots", action="store_true", help="tables and report.json only")
+    parser.add_argument(
+        "--all-pairs",
+        action="store_true",
+        help="compare every pair of variants of an experiment (default: each variant against the full DARNet, dual)",
+    )
     return parser
 
 
@@ -63,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             expected_folds=args.expected_folds,
             make_plots=not args.no_plots,
+            all_pairs=args.all_pairs,
         )
         print(result.summary)
         return EXIT_OK

@@ -7,7 +7,7 @@ and optionally ``patient_id`` and ``scan_id``; paths are relative to the CSV. It
 exactly as ``darnet-predict`` does (``darnet_pl.inference.predict``: NIfTI, DICOM series, slice folders, the
 checkpoint's preprocessing, each model's temperature, ``--tta``; several checkpoints are averaged). The metrics
 are ``PaperMetrics`` of those probabilities, per scan; the confidence intervals come from
-``darnet_pl.report.ensemble.patient_bootstrap`` (resampling patients with all their scans; without a
+``darnet_pl.stats.patient_bootstrap`` (resampling patients with all their scans; without a
 ``patient_id`` column every scan counts as its own patient, and a note says so); the plots from
 ``darnet_pl.report.plots``.
 
@@ -21,7 +21,7 @@ Files in ``--out`` (refused when it is not empty, unless ``--overwrite``), all w
 - ``predictions.csv``, ``predictions.json``, ``errors.csv`` and with patient ids ``patient_predictions.csv``: as
   ``darnet-predict`` writes them (``darnet_pl.inference.outputs``), with the ``label`` column;
 - ``metrics.json``: every metric (``2class/*``, ``3class/*``, per class), its bootstrap interval (``ci``), the
-  confusion matrix, the class support, calibration (Brier, ECE) where ``darnet_pl.report.ensemble`` has it, notes;
+  confusion matrix, the class support, calibration (Brier, ECE, ``darnet_pl.stats``), notes;
   with patient ids also ``patient_level``: the same on patient level (``patient/*``, a patient's probabilities
   the mean of their scans', as ``darnet-report`` computes it);
 - ``roc.png``, ``confusion.png``, ``reliability.png``;
@@ -58,8 +58,8 @@ from darnet_pl.inference.predict import (
     scan_inputs,
 )
 from darnet_pl.report import plots
-from darnet_pl.report.ensemble import calibration as report_calibration
-from darnet_pl.report.ensemble import paper_metrics, patient_bootstrap, patient_results
+from darnet_pl.stats import calibration as calibration_of
+from darnet_pl.stats import paper_metrics, patient_bootstrap, patient_results
 from darnet_pl.utils.io import check_writable, output_folder, publish_files
 
 METRICS_JSON = "metrics.json"
@@ -124,7 +124,7 @@ def patient_block(
     notes: list[str],
 ) -> dict[str, Any] | None:
     """``metrics.json``'s patient level, as the report computes it: a patient's probabilities are the mean of their
-    scans' (``report.ensemble.patient_results``), each patient one sample of the metrics, bootstrap and calibration.
+    scans' (``stats.patient_results``), each patient one sample of the metrics, bootstrap and calibration.
     None, and a note, when a patient's scans carry two labels."""
     try:
         patients = patient_results(patient_ids, labels, probs, class_names, positive, n_bootstrap, seed)
@@ -138,7 +138,7 @@ def patient_block(
         "support": {name: int((patients.labels == c).sum()) for c, name in enumerate(class_names)},
         "metrics": patients.metrics,
         "ci": {name: list(v) for name, v in intervals.items()},
-        "calibration": report_calibration(patients.probs, patients.labels).as_dict(),
+        "calibration": calibration_of(patients.probs, patients.labels).as_dict(),
     }
 
 
@@ -275,7 +275,7 @@ def _contents(
         if n_bootstrap > 0:
             boot = patient_bootstrap(probs, labels, patient_ids, names, positive, n_resamples=n_bootstrap, seed=seed)
             intervals = boot.intervals
-        calibration = report_calibration(probs, labels).as_dict()
+        calibration = calibration_of(probs, labels).as_dict()
         matrix = plots.confusion_matrix(labels, probs, len(names)).tolist()
         bootstrap = None
         if boot is not None:

@@ -104,6 +104,18 @@ class Group:
         return [job.fold for job in self.jobs]
 
     @property
+    def task_names(self) -> tuple[str, ...]:
+        """The experiments (Hydra task names) its jobs say they belong to; one, normally."""
+        return tuple(sorted({job.task_name or "" for job in self.jobs + self.incomplete}))
+
+    @property
+    def experiment(self) -> tuple[object, ...]:
+        """What the group's experiment is, apart from its attention variant: the task name, the condition, the
+        other experiment-defining overrides and the data set. Groups with the same ``experiment`` are variants of
+        one experiment (the ablation), compared with each other on the same test scans."""
+        return (self.task_names, self.condition, self.compared, self.dataset)
+
+    @property
     def slug(self) -> str:
         """A file-name-safe name of the group: the variant, its condition if any, then the differing overrides."""
         text = "__".join((self.variant, *([self.condition] if self.condition else []), *self.shown_overrides))

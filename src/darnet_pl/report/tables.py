@@ -18,6 +18,7 @@ import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -351,3 +352,117 @@ def to_latex(rows: Sequence[Row], table_blocks: Sequence[Block], caption: str, l
             out.append(" & ".join([latex_escape(row.label), latex_escape(row.n_text), *cells]) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(out) + "\n"
+
+
+# ------------------------------------------------------------------------------------- variants compared
+
+COMPARISON_FIELDS = (
+    "a", "b", "variant_a", "variant_b", "condition", "dataset", "overrides", "metric", "unit", "a_value", "b_value",
+    "difference", "ci_low", "ci_high", "ci_valid_resamples", "delong_z", "delong_p", "n_scans", "n_patients",
+)  # fmt: skip
+
+
+def _compared_metric(key: str, positive_class: str) -> tuple[str, bool]:
+    """The name of a compared metric in the comparisons table, and whether it is shown in percent."""
+    block, _, name = key.partition("/")
+    if key == "2class/auc":
+        return f"AUC, {CLASS_DISPLAY.get(positive_class, positive_class)} vs rest", False
+    if name == "auc_macro":
+        return f"AUC, {block.removesuffix('class')}-class macro", False
+    if name == "accuracy":
+        return "Accuracy (%)", True
+    return key, not name.endswith("auc")
+
+
+def _number(x: object, scale: float = 1.0) -> float:
+    """A JSON number (None: undefined) as a float in the table's unit, NaN where undefined."""
+    return math.nan if x is None else scale * float(x)  # type: ignore[arg-type]
+
+
+def _compared_numbers(record: Mapping[str, Any], key: str, percent: bool) -> dict[str, float]:
+    """One metric of one pair in the table's unit: the values, A - B, its CI; DeLong's z and p (NaN where none)."""
+    metric, scale = record["metrics"][key], 100.0 if percent else 1.0
+    test = record["delong"].get(key) or {}
+    return {
+        "a_value": _number(metric["a"], scale),
+        "b_value": _number(metric["b"], scale),
+        "difference": _number(metric["difference"], scale),
+        "ci_low": _number(metric["ci"][0], scale),
+        "ci_high": _number(metric["ci"][1], scale),
+        "delong_z": _number(test.get("z")),
+        "delong_p": _number(test.get("p")),
+    }
+
+
+def _plain(x: float, digits: int) -> str:
+    return f"{x:.{digits}f}" if math.isfinite(x) else "–"
+
+
+def _signed(x: float, digits: int) -> str:
+    return f"{x:+.{digits}f}" if math.isfinite(x) else "–"
+
+
+def _p_value(p: float) -> str:
+    if not math.isfinite(p):
+        return "–"
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
+def comparisons_markdown(records: Sequence[Mapping[str, Any]], positive_class: str, notes: Sequence[str] = ()) -> str:
+    """One line per (pair, compared metric): both values, A − B [paired bootstrap CI] and DeLong's p."""
+    lines = ["| A | B | Metric | A | B | A − B [CI] | DeLong p |", "|---|---|---|---:|---:|---:|---:|"]
+    for record in records:
+        for i, key in enumerate(record["metrics"]):
+            name, percent = _compared_metric(key, positive_class)
+            n = _compared_numbers(record, key, percent)
+            digits = 2 if percent else 4
+            delta = _signed(n["difference"], digits)
+            if math.isfinite(n["ci_low"]) and math.isfinite(n["ci_high"]):
+                delta += f" [{_signed(n['ci_low'], digits)}, {_signed(n['ci_high'], digits)}]"
+            values = [_plain(n["a_value"], digits), _plain(n["b_value"], digits)]
+            pair = [record["a"], record["b"]] if i == 0 else ["", ""]
+            cells = [*pair, name, *values, delta, _p_value(n["delong_p"])]
+            lines.append("| " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    if notes:
+        text += "\n" + "\n".join(f"- {note}" for note in notes) + "\n"
+    return text
+
+
+def comparisons_notes(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What the comparisons table's numbers are, for its notes."""
+    if not records:
+        return []
+    boot = records[0]["bootstrap"]
+    ci = (
+        f"{100 * boot['level']:g}% paired patient-level bootstrap percentile CI ({boot['resamples']} resamples, seed "
+        f"{boot['seed']}: each resample draws one set of patients, with all their scans, and scores both models on it)"
+        if boot["resamples"]
+        else "none (no bootstrap)"
+    )
+    return [
+        "A − B: the first fold ensemble's value minus the second's, on the test scans both were tested on; accuracy "
+        f"in percentage points. CI: {ci}.",
+        "DeLong p: two-sided DeLong's test (Sun & Xu's fast algorithm) of the AUC difference, its variance clustered "
+        "by patient (Obuchowski 1997); the K-class macro AUC has the bootstrap CI only, each class's one-vs-rest "
+        "AUC has its own DeLong test in report.json (comparisons[].delong). p-values are not adjusted for multiple "
+        "comparisons.",
+    ]
+
+
+def comparisons_csv(records: Sequence[Mapping[str, Any]], positive_class: str) -> str:
+    """One line per (pair, compared metric), numbers in the table's units (AUC a fraction, accuracy in percent)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, COMPARISON_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        for key, metric in record["metrics"].items():
+            _name, percent = _compared_metric(key, positive_class)
+            numbers = _compared_numbers(record, key, percent)
+            row: dict[str, object] = {name: record.get(name) for name in COMPARISON_FIELDS if name in record}
+            row |= {"condition": record["condition"] or "", "overrides": " ".join(record["overrides"])}
+            row |= {"metric": key, "unit": "%" if percent else "fraction"}
+            row |= {name: "" if not math.isfinite(x) else f"{x:.6g}" for name, x in numbers.items()}
+            row["ci_valid_resamples"] = metric["ci_valid_resamples"]
+            writer.writerow(row)
+    return buffer.getvalue()

@@ -10,7 +10,7 @@ rows, every fold mean is marked inside / outside the paper's mean ± std, and ``
 comparison metric by metric. The shortcut control's rows (``Group.condition``) follow the raw rows of their variant,
 and the notes count the patients per class left in its test set. Each fold ensemble also gets patient-level blocks
 (``patient/...``: ``darnet_pl.metrics.patient_level``), a Brier score and an ECE (scans and patients) and a
-reliability diagram.
+reliability diagram. The variants of one experiment are compared on the same test scans (``report.comparisons``).
 
 Every file is computed in memory first and then all are written together (``publish_files``: all of them or, on a
 full disk or an interrupt, none), while the folder is locked against a second ``darnet-report``. A re-run replaces
@@ -33,18 +33,8 @@ from typing import Any
 from darnet_pl.report import paper_table_iv, plots
 from darnet_pl.report.audit_figures import audit_lines, find_audits
 from darnet_pl.report.collect import Collection, Group, as_roots, collect, common_root, is_job_dir, missing_jobs
-from darnet_pl.report.ensemble import (
-    ECE_BINS,
-    Bootstrap,
-    Calibration,
-    FoldEnsemble,
-    PatientResults,
-    calibration,
-    fold_ensemble,
-    paper_metrics,
-    patient_bootstrap,
-    patient_results,
-)
+from darnet_pl.report.comparisons import Contender, compare_variants
+from darnet_pl.report.ensemble import FoldEnsemble, fold_ensemble
 from darnet_pl.report.tables import (
     MARK_NOTE,
     Row,
@@ -61,6 +51,16 @@ from darnet_pl.report.tables import (
     to_markdown,
 )
 from darnet_pl.runs.layout import METRICS_FILE, REPORT_JSON
+from darnet_pl.stats import (
+    ECE_BINS,
+    Bootstrap,
+    Calibration,
+    PatientResults,
+    calibration,
+    paper_metrics,
+    patient_bootstrap,
+    patient_results,
+)
 from darnet_pl.utils.io import output_folder, publish_files
 
 TABLE_STEM = "table_iv"
@@ -415,9 +415,11 @@ def write_report(
     expected_folds: int | None = None,
     level: float = 0.95,
     make_plots: bool = True,
+    all_pairs: bool = False,
 ) -> ReportResult:
     """Write the report of every job under ``sweep_dir`` (a folder, or several read together) into ``out_dir``
-    (default ``<sweep_dir>/report``; for several folders ``<their common parent>/report``).
+    (default ``<sweep_dir>/report``; for several folders ``<their common parent>/report``). ``all_pairs``: compare
+    every pair of variants of an experiment, not only each against the full DARNet.
 
     Raises FileNotFoundError for a missing folder, ValueError for an output folder that is a job folder (or several
     folders with no common parent but the file system's root and no ``out_dir``), and NothingToReport when no job
@@ -456,6 +458,8 @@ def write_report(
         for g in groups
     ]
     rows = _table_rows(results)
+    contenders = [Contender(r.method, r.group, r.ensemble) for r in results if r.ensemble is not None]
+    compared = compare_variants(contenders, class_names, positive, n_bootstrap, seed, level, all_pairs)
     slugs = _unique_slugs(groups)
     table_blocks = blocks(class_names, positive)
     if any(r.patients is not None for r in results):
@@ -474,6 +478,7 @@ def write_report(
     }
     if comparison:
         contents[COMPARISON_FILE] = comparison_csv(comparison).encode()
+    contents.update(compared.files(positive))
     if make_plots:
         for result, slug in zip(results, slugs, strict=True):
             contents.update(_plot_group(result, slug, class_names, positive))
@@ -519,6 +524,8 @@ def write_report(
         if comparison or any(r.compared for r in results)
         else None,
         "groups": [_group_json(r, s) for r, s in zip(results, slugs, strict=True)],
+        "comparisons": compared.records,
+        "comparisons_notes": compared.notes,
         "jobs": [
             {
                 "path": str(job.path),
@@ -556,6 +563,7 @@ def write_report(
         inside = sum(1 for r in comparison if r["within_paper"])
         defined = sum(1 for r in comparison if r["within_paper"] is not None)
         lines.append(f"paper: {inside} of {defined} fold means inside the paper's mean ± std (✓ inside, ✗ outside)")
+    lines += compared.summary_lines(positive)
     lines += [f"control: {n}" for n in _control_notes(results)]
     lines += [f"calibration: {n}" for n in _calibration_lines(results)]
     lines += audit_lines(audits)
