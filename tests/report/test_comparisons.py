@@ -94,7 +94,7 @@ def test_each_variant_is_compared_with_dual_within_its_own_experiment(sweeps, de
     synthetic, ccii, _ = sweeps
     _stdout, report, _out = default_run
     pairs = [(c["a"], c["b"]) for c in report["comparisons"]]
-    smoke, lr, darnet = " [+experiment=smoke_ablation]", f" [+experiment=smoke_ablation, {LR}]", " [+experiment=darnet]"
+    smoke, lr, darnet = " [experiment=smoke_ablation]", f" [experiment=smoke_ablation, {LR}]", " [experiment=darnet]"
     assert sorted(pairs) == sorted(
         [
             *((NAMES[v] + smoke, "DARNet" + smoke) for v in ("none", "ca", "da")),
