@@ -2,7 +2,7 @@
 
 from darnet_pl.config.resolvers import register_resolvers
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # The configs' own resolvers (the working folder, packaged files, sweep job folders) exist as soon as the package
 # is imported, so that composing conf/ through Hydra's compose API works as it does from the command line.
