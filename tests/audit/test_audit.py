@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import darnet_pl
@@ -124,3 +125,16 @@ def test_probes_on_three_classes_and_too_few_patients():
     slice_count = next(spec for spec in probe_specs() if spec.name == "slice_count")
     result = run_probe(slice_count, lonely, 0.8)
     assert result.auc is None and result.reason.startswith("too few patients: class NCP has 1")
+
+
+def test_the_partial_threshold_is_the_largest_precise_set_cut_between_distinct_scores():
+    from darnet_pl.audit.probes import class_auc, precise_threshold
+
+    scores = np.array([0.9, 0.9, 0.8, 0.7, 0.7, 0.1])
+    positive = np.array([1, 1, 1, 1, 0, 0], dtype=bool)
+    assert precise_threshold(scores, positive, 0.95) == 0.8  # 0.7 would take the tied negative along (4/5)
+    assert precise_threshold(scores, positive, 0.8) == 0.7
+    assert precise_threshold(scores, ~positive, 0.95) is None
+    # per fold, then averaged: fold 1 ranks perfectly, fold 2 inversely; pooled, fold 2's higher scores would win
+    labels, folds = np.array([1, 0, 1, 0]), np.array([0, 0, 1, 1])
+    assert class_auc(labels, np.array([0.2, 0.1, 0.8, 0.9]), 1, folds) == 0.5
