@@ -239,3 +239,49 @@ def test_rendering_is_fast() -> None:
     for scan in scans:
         render_scan(scan, SMALL)
     assert (time.perf_counter() - start) / len(scans) < 0.25  # ~0.02 s on one core; generous for CI
+
+
+def test_a_planted_shortcut_marks_its_share_of_one_class_and_nothing_else() -> None:
+    from darnet_pl.data.sources.synthetic import SyntheticSource
+
+    size = (8, 32, 32)
+    clean = SyntheticSource(10, (1, 2), size, seed=3)
+    frame = SyntheticSource(10, (1, 2), size, seed=3, shortcut={"class_name": "NCP", "share": 0.3, "kind": "frame"})
+    flags = frame.planted_flags()
+    marked = {r.patient_id for r in frame.records() if flags[r.key]}
+    assert clean.planted_flags() == {} and "shortcut" not in clean.describe()
+    assert frame.describe()["shortcut"] == {"class_name": "NCP", "share": 0.3, "kind": "frame"}
+    assert len(marked) == 3 and all(p.startswith("syn-NCP-") for p in marked)  # 30% of 10 patients
+    assert all(flags[r.key] == (r.patient_id in marked) for r in frame.records())  # every scan of a patient
+    plain, framed = clean.volume_loader(), frame.volume_loader()
+    for record in frame.records()[:12]:
+        a, b = plain(record), framed(record)
+        if flags[record.key]:
+            ring = np.ones(size[1:], dtype=bool)
+            ring[2:-2, 2:-2] = False  # 1/16 of 32 voxels
+            assert (b[:, ring] == 1.0).all() and np.array_equal(a[:, ~ring], b[:, ~ring])
+        else:
+            assert np.array_equal(a, b)
+
+
+def test_a_segmented_shortcut_blacks_out_all_but_the_lungs() -> None:
+    from darnet_pl.data.phantoms.shortcut import PlantedShortcut
+
+    scan = _scan(NORMAL, 2)
+    volume, _, lungs = render_scan_with_lungs(scan, (8, 32, 32))
+    shortcut = PlantedShortcut("Normal", 1.0, "segmented")
+    assert shortcut.marks(NORMAL, 2) and not shortcut.marks(CP, 0)
+    segmented = shortcut.apply(volume, lungs)
+    assert (segmented[~lungs] == 0).all() and np.array_equal(segmented[lungs], volume[lungs]) and lungs.any()
+
+
+@pytest.mark.parametrize(
+    ("settings", "names"),
+    [({"class_name": "Cat"}, "class_name='Cat'"), ({"class_name": "CP", "share": 0}, "share=0"),
+     ({"class_name": "CP", "kind": "dots"}, "kind='dots'"), ({"class_name": "CP", "colour": 1}, "shortcut.colour")],
+)  # fmt: skip
+def test_a_wrong_shortcut_setting_names_the_key(settings: dict, names: str) -> None:
+    from darnet_pl.data.sources.synthetic import SyntheticSource
+
+    with pytest.raises(ValueError, match=names.replace("(", r"\(")):
+        SyntheticSource(2, (1, 1), (8, 32, 32), shortcut=settings)

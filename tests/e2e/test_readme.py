@@ -285,11 +285,23 @@ def prepare_cleaned(user: User, command: str) -> None:
 
 def audit(user: User, command: str) -> None:
     result = user.ok(command)
-    probes = json.loads((user.home / "audit.json").read_text())
+    probes = json.loads((user.home / "audit.json").read_text())["probes"]
     names = {probe["name"] for probe in probes}
     assert {"slice_count", "file_type", "histogram"} <= names, probes
-    assert all({"name", "auc", "flagged"} <= set(probe) for probe in probes)
+    assert all({"name", "auc", "flagged", "per_class"} <= set(probe) for probe in probes)
     assert "slice_count" in result.stdout
+
+
+def audit_models(user: User, command: str) -> None:
+    """The audit of CC-CCII with the model-level checks of the five folds of the darnet sweep."""
+    sweep(("dual",), 5)(user, "python -m darnet_pl +experiment=darnet fold=0..4 -m")
+    result = user.ok(command)
+    audit = json.loads((user.home / "audit.json").read_text())
+    checks = audit["model_checks"]
+    assert len(checks["checkpoints"]) == 5 and checks["subset"] == "test", explain(result)
+    assert "model checks: 5 checkpoint(s)" in result.stdout
+    flagged = {(p["name"], c) for p in audit["probes"] for c in p["flagged_classes"]}
+    assert {(r["probe"], r["class"]) for r in checks["feature_probes"]} == flagged
 
 
 def _best_checkpoints(folder: Path) -> list[Path]:
@@ -398,6 +410,7 @@ CASES: dict[str, Callable[[User, str], None]] = {
     "darnet-prepare data=ccii data.source.apply_cleaning=true data.source.exclude_segmented=true": (prepare_cleaned),
     "darnet-prepare data=folder data.scan_list=/data/my_scans.csv +dry_run=true": prepare_dry_run,
     "darnet-audit data=folder data.scan_list=/data/my_scans.csv": audit,
+    "darnet-audit --ckpt outputs/darnet/sweep data=ccii data.root=/data/CC-CCII": audit_models,
     "python -m darnet_pl +experiment=darnet data=folder data.scan_list=/data/my_scans.csv": single_run(),
     "darnet-predict --ckpt outputs/darnet/runs/2026-01-01_10-00-00.000000 scan.nii.gz dicom/patient018/series2": (
         predict

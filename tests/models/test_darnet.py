@@ -36,6 +36,16 @@ def test_feature_map_is_downsampled_8x_in_depth_and_16x_in_plane() -> None:
     assert features.shape == (1, 64, 8, 14, 14)
 
 
+def test_pooled_features_are_what_the_classifier_reads() -> None:
+    model = DARNet(attention="dual", **TINY).eval()
+    x = torch.randn(3, 1, 16, 32, 32)
+    with torch.no_grad():
+        pooled = model.pooled_features(x)
+        assert pooled.shape == (3, 8 * TINY["width"])
+        assert torch.allclose(model.fc(pooled), model(x))
+        assert torch.allclose(pooled, model.features(x).mean(dim=(2, 3, 4)))
+
+
 def test_no_max_pool_and_paper_stem() -> None:
     model = DARNet(attention="none", **TINY)
     assert not any(isinstance(m, nn.MaxPool3d) for m in model.modules())

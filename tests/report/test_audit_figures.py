@@ -15,6 +15,36 @@ PROBES = [
 ]
 
 
+SEGMENTED = {
+    "name": "pre_segmented",
+    "auc": 0.66,
+    "flagged": True,
+    "flagged_classes": ["Normal"],
+    "reason": "the pre-segmented flag alone gives away Normal (AUC 0.78)",
+    "per_class": {c: {"auc": auc, "partial": 0.0} for c, auc in (("CP", 0.64), ("NCP", 0.57), ("Normal", 0.78))},
+}
+AUDIT_V2 = {
+    "version": 2,
+    "probes": [SEGMENTED, PROBES[1]],
+    "per_class": [{"probe": "pre_segmented", "class": "Normal", "auc": 0.78, "macro_auc": 0.66, "flagged": True}],
+    "subsets": [
+        {"probe": "pre_segmented", "class": "Normal", "subset": s, "auc": auc, "summary": f"share: Normal {share}"}
+        for s, auc, share in (("train", 0.86, "68%"), ("test", 0.7, "39%"))
+    ],
+    "model_checks": {
+        "subset": "test",
+        "stratified": [
+            {"checkpoint": "/x/fold0/checkpoints/epoch3.ckpt", "probe": "pre_segmented", "class": "Normal"}
+            | {"metric": "sensitivity", "yes": 0.98, "no": 0.6, "gap": 0.38, "gap_ci": [0.2, 0.5]}
+        ],
+        "feature_probes": [
+            {"checkpoint": "/x/fold0/checkpoints/epoch3.ckpt", "probe": "pre_segmented", "class": "Normal"}
+            | {"auc": 0.93, "evidence_auc": 0.81}
+        ],
+    },
+}
+
+
 def _sweep(root: Path) -> Path:
     scans = cohort(10, seed=0)
     for fold in range(2):
@@ -38,3 +68,21 @@ def test_no_audit_no_audit_section(tmp_path: Path) -> None:
     result = write_report(_sweep(tmp_path / "sweep"), n_bootstrap=0, make_plots=False)
     assert json.loads((result.out_dir / "report.json").read_text())["audit"] is None
     assert "shortcut audit" not in result.summary
+
+
+def test_the_per_class_tables_of_an_audit_are_beside_table_iv(tmp_path: Path) -> None:
+    sweep = _sweep(tmp_path / "sweep")
+    (sweep / "audit.json").write_text(json.dumps(AUDIT_V2))
+    result = write_report(sweep, n_bootstrap=0, make_plots=False)
+    saved = json.loads((result.out_dir / "report.json").read_text())["audit"][0]
+    assert saved["per_class"] == AUDIT_V2["per_class"] and saved["subsets"] == AUDIT_V2["subsets"]
+    assert saved["model_checks"]["feature_probes"][0]["auc"] == 0.93
+    lines = [line for line in result.summary.splitlines() if line.startswith("shortcut audit")]
+    assert "pre_segmented 0.66 (CP 0.64, NCP 0.57, Normal 0.78) FLAGGED Normal (" in lines[0]
+    assert lines[1] == "shortcut audit, test subset: pre_segmented Normal AUC 0.70, share: Normal 39%"
+    assert lines[2] == (
+        "shortcut audit, model checks on test: epoch3.ckpt pre_segmented Normal sensitivity 0.98 where the signal "
+        "points to it vs 0.60 (gap 0.38 [0.20, 0.50]), feature probe AUC 0.93, evidence AUC 0.81"
+    )
+    table = (result.out_dir / "table_iv.md").read_text()
+    assert all(line in table for line in lines)

@@ -8,10 +8,9 @@ they see the scan as training does (same reader, same Hounsfield window), only s
 
 from __future__ import annotations
 
-import math
 import multiprocessing
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -110,10 +109,23 @@ def volume_signals(volume: np.ndarray, bins: int = 16) -> dict[str, float]:
     return signals
 
 
-def scan_signals(record: ScanRecord, prep: Preprocessing, segmented: bool | None, bins: int) -> ScanSignals:
-    """All signals of one scan; a scan that cannot be read keeps what was read before, and the reason."""
-    result = ScanSignals(record, {"segmented": math.nan if segmented is None else float(segmented)})
+def scan_signals(
+    record: ScanRecord,
+    prep: Preprocessing,
+    known: Mapping[str, float],
+    bins: int,
+    loader: Callable[[ScanRecord], np.ndarray] | None = None,
+) -> ScanSignals:
+    """All signals of one scan; a scan that cannot be read keeps what was read before, and the reason.
+
+    ``known``: signals the source knows of this scan (``known_signals``). ``loader``: a source without files (the
+    synthetic phantoms) hands its volumes over instead; they have no file signals.
+    """
+    result = ScanSignals(record, {column: float(value) for column, value in known.items()})
     try:
+        if loader is not None:
+            result.values.update(volume_signals(as_uint8(loader(record)), bins))
+            return result
         if record.path is None:
             raise ScanError(record.key, "the record has no path to read")
         result.values.update(file_signals(record.path))
@@ -124,29 +136,48 @@ def scan_signals(record: ScanRecord, prep: Preprocessing, segmented: bool | None
     return result
 
 
-def segmented_flags(source: Any, records: Sequence[ScanRecord]) -> dict[str, bool]:
-    """Which scans were supplied lung-segmented, where the source knows: CC-CCII's cleaning list (``is_seg``).
+def as_uint8(volume: np.ndarray) -> np.ndarray:
+    """A volume in [0, 1] (the phantoms) on the readers' uint8 scale; uint8 as it is."""
+    volume = np.asarray(volume)
+    if volume.dtype == np.uint8:
+        return volume
+    return np.rint(np.clip(volume, 0.0, 1.0) * 255.0).astype(np.uint8)
 
-    Other sources know nothing of it, and scans the list does not name stay unknown.
+
+def known_signals(source: Any, records: Sequence[ScanRecord]) -> dict[str, dict[str, float]]:
+    """Signal -> scan key -> value, for what the source itself knows about its scans.
+
+    ``segmented``: supplied lung-segmented, from CC-CCII's cleaning list (``is_seg``; scans the list does not name
+    stay unknown). ``planted``: the synthetic source's planted shortcut mark. Other sources know nothing of either.
     """
-    if getattr(source, "cleaning_csv", None) is None:
-        return {}
-    cleaning: Mapping[str, Any] = source.cleaning
-    return {r.key: bool(cleaning[r.key].is_seg) for r in records if r.key in cleaning}
+    known: dict[str, dict[str, float]] = {}
+    if getattr(source, "cleaning_csv", None) is not None:
+        cleaning: Mapping[str, Any] = source.cleaning
+        known["segmented"] = {r.key: float(cleaning[r.key].is_seg) for r in records if r.key in cleaning}
+    planted = getattr(source, "planted_flags", None)
+    if callable(planted) and planted():
+        flags = planted()
+        known["planted"] = {r.key: float(flags[r.key]) for r in records if r.key in flags}
+    return known
 
 
 def collect_signals(
     records: Sequence[ScanRecord],
     prep: Preprocessing,
-    segmented: Mapping[str, bool],
+    known: Mapping[str, Mapping[str, float]],
     bins: int = 16,
     workers: int = -1,
     progress: bool = True,
+    loader: Callable[[ScanRecord], np.ndarray] | None = None,
 ) -> list[ScanSignals]:
-    """``scan_signals`` of every record, in order; ``workers`` spawned processes (0: here, < 0: one per core)."""
+    """``scan_signals`` of every record, in order; ``workers`` spawned processes (0: here, < 0: one per core);
+    ``known``: ``known_signals``; ``loader``: see ``scan_signals`` (picklable, for the workers)."""
     from tqdm.auto import tqdm
 
-    jobs = [(r, prep, segmented.get(r.key), bins) for r in records]
+    def of(record: ScanRecord) -> dict[str, float]:
+        return {column: values[record.key] for column, values in known.items() if record.key in values}
+
+    jobs = [(r, prep, of(r), bins, loader) for r in records]
     workers = (os.cpu_count() or 1) if workers < 0 else workers
     bar = tqdm(total=len(jobs), disable=not progress, unit="scan", desc="audit", dynamic_ncols=True)
     results: list[ScanSignals] = []

@@ -174,8 +174,15 @@ class DARNet(nn.Module):
                 x = checkpoint(block, x, use_reentrant=False)
         return x
 
+    def pooled_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate features (N, 8*width): the pooled last stage, what the classifier reads.
+
+        ``forward(x)`` is ``fc(pooled_features(x))``; the shortcut audit probes these for non-disease signals.
+        """
+        return self.pool(self.features(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.pool(self.features(x)))
+        return self.fc(self.pooled_features(x))
 
 
 def count_parameters(model: nn.Module) -> int:
