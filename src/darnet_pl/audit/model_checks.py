@@ -5,8 +5,8 @@ The scans are split by whether the signal points to ``c``: the probe's out-of-fo
 of ``c``). Then:
 
 - stratified metrics: the model's sensitivity and specificity for ``c`` and its accuracy in each stratum, with
-  patient-level bootstrap intervals (``darnet_pl.report.ensemble``'s resampling and metrics, the same resamples for
-  both strata, so the gap between them has an interval too). A model that uses the shortcut finds ``c`` more easily
+  patient-level bootstrap intervals (``darnet_pl.stats.stratified_metrics``, the same resamples for both strata, so
+  the gap between them has an interval too). A model that uses the shortcut finds ``c`` more easily
   where the signal points to it (sensitivity gap > 0) and calls other classes ``c`` there (specificity gap < 0);
 - a feature probe: within the scans of ``c``, a logistic regression on the model's pooled penultimate features
   (``DARNet.pooled_features``), cross-validated by patient, predicts the stratum; its out-of-fold AUC near 1 says
@@ -123,18 +123,13 @@ def points_to(result: ProbeResult, class_name: str) -> dict[str, bool]:
     return {key: bool(p > share) for key, p in zip(oof.keys, oof.proba[:, c], strict=True)}
 
 
-def _interval(values: np.ndarray, point: float, level: float) -> list[float] | None:
-    """The percentile interval of the resamples where the value is defined; None where the point estimate is not."""
-    finite = values[np.isfinite(values)]
-    if not math.isfinite(point) or not len(finite):
-        return None
-    alpha = (1.0 - level) / 2.0
-    low, high = np.quantile(finite, [alpha, 1.0 - alpha])
-    return [round(float(low), 4), round(float(high), 4)]
-
-
 def _value(x: float) -> float | None:
     return round(float(x), 4) if math.isfinite(x) else None
+
+
+def _interval(bounds: Sequence[float]) -> list[float] | None:
+    """A bootstrap interval rounded for the tables; None where it is undefined (NaN)."""
+    return [round(float(b), 4) for b in bounds] if all(math.isfinite(b) for b in bounds) else None
 
 
 def stratified_rows(
@@ -149,35 +144,36 @@ def stratified_rows(
 ) -> list[dict[str, Any]]:
     """The class's sensitivity and specificity and the accuracy, where the signal points to the class (``yes``) and
     elsewhere (``no``), and the gap yes - no, each with a patient-level bootstrap interval (the same resamples for
-    both strata). ``labels`` index ``output.class_names``; rows align with ``output.keys``."""
-    from darnet_pl.report.ensemble import as_paper_sees_them, resample_weights, weighted_metrics
+    both strata): ``darnet_pl.stats.stratified_metrics``, one row per metric. ``labels`` index
+    ``output.class_names``; rows align with ``output.keys``."""
+    from darnet_pl.stats.strata import DIFFERENCE, stratified_metrics
 
-    names, c = output.class_names, output.class_names.index(class_name)
-    probs = as_paper_sees_them(output.probs)
+    names = output.class_names
+    block = f"{len(names)}class"
     keys = {
-        "sensitivity": f"{len(names)}class/{class_name}/sensitivity",
-        "specificity": f"{len(names)}class/{class_name}/specificity",
-        "accuracy": f"{len(names)}class/accuracy",
+        "sensitivity": f"{block}/{class_name}/sensitivity",
+        "specificity": f"{block}/{class_name}/specificity",
+        "accuracy": f"{block}/accuracy",
     }
-    masks = {"yes": stratum.astype(float), "no": (~stratum).astype(float)}
-    unit = {s: weighted_metrics(probs, labels, m[None], names, class_name) for s, m in masks.items()}
-    resampled: dict[str, dict[str, np.ndarray]] = {s: {} for s in masks}
-    if n_resamples > 0:
-        weights = resample_weights(patients, n_resamples, np.random.default_rng(seed))
-        resampled = {s: weighted_metrics(probs, labels, weights * m, names, class_name) for s, m in masks.items()}
+    strata = stratified_metrics(
+        output.probs, labels, patients, stratum.astype(bool), names, class_name, n_resamples, seed, level,
+        keys=list(keys.values()),
+    )  # fmt: skip
+    by_stratum = {row["stratum"]: row for row in strata}
     rows = []
-    for metric in STRATUM_METRICS:
-        key = keys[metric]
-        counted = {"sensitivity": labels == c, "specificity": labels != c, "accuracy": np.ones(len(labels), bool)}
+    for metric, key in keys.items():
         row: dict[str, Any] = {"checkpoint": output.checkpoint, "class": class_name, "metric": metric}
-        for s, mask in masks.items():
-            point = float(unit[s][key][0])
-            row[s] = _value(point)
-            row[f"{s}_ci"] = _interval(resampled[s][key], point, level) if n_resamples > 0 else None
-            row[f"n_{s}"] = int((mask.astype(bool) & counted[metric]).sum())
-        gap = float(unit["yes"][key][0] - unit["no"][key][0])
-        row["gap"] = _value(gap)
-        row["gap_ci"] = _interval(resampled["yes"][key] - resampled["no"][key], gap, level) if n_resamples else None
+        for side, flag in (("yes", True), ("no", False)):
+            found = by_stratum[flag]
+            row[side] = _value(found["metrics"][key])
+            row[f"{side}_ci"] = _interval(found["ci"][key]) if n_resamples > 0 else None
+            positives = found["support"][class_name]
+            row[f"n_{side}"] = {"sensitivity": positives, "specificity": found["n_scans"] - positives}.get(
+                metric, found["n_scans"]
+            )
+        gap = by_stratum[DIFFERENCE]
+        row["gap"] = _value(gap["metrics"][key])
+        row["gap_ci"] = _interval(gap["ci"][key]) if n_resamples > 0 else None
         rows.append(row)
     return rows
 
