@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from darnet_pl.report.wandb_report import WHEN, report_to_wandb
 from darnet_pl.report.writer import NothingToReport, write_report
 from darnet_pl.utils.console import OneLineParser
 from darnet_pl.utils.errors import console_tool
@@ -42,6 +43,13 @@ def build_parser() -> OneLineParser:
         "--expected-folds", type=int, default=None, help="folds each row should have (default: every fold seen)"
     )
     parser.add_argument("--no-plots", action="store_true", help="tables and report.json only")
+    parser.add_argument(
+        "--wandb",
+        choices=WHEN,
+        default="auto",
+        help="log the report as the folder's one W&B run (job type report; a rerun updates it): auto (default) "
+        "where the jobs logged to W&B, on, off",
+    )
     return parser
 
 
@@ -65,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             make_plots=not args.no_plots,
         )
         print(result.summary)
+        for line in report_to_wandb(result, args.wandb):
+            print(line)
         return EXIT_OK
 
     stopped = "interrupted: the report was not written (its files are only written together, at the end)"
