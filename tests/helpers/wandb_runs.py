@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -47,8 +48,10 @@ def records_bytes(path: Path) -> Iterator[bytes]:
             break
         start = offset + CHUNK_HEADER
         payload = data[start : start + length]
-        if len(payload) != length or zlib.crc32(bytes([kind]) + payload) != crc:
-            raise CorruptRunFile(f"{path}: bad chunk at byte {offset}")
+        if len(payload) != length:  # the last chunk is still being written
+            break
+        if zlib.crc32(bytes([kind]) + payload) != crc:
+            raise CorruptRunFile(f"{path}: bad checksum of the chunk at byte {offset}")
         offset = start + length
         if kind == FULL:
             yield payload
@@ -130,14 +133,26 @@ class OfflineRun:
         return sorted(k for k, v in self.summary.items() if isinstance(v, dict) and "image" in str(v.get("_type")))
 
 
-def read_run(folder: Path) -> OfflineRun:
-    """The run of one ``offline-run-*`` folder (its one ``run-<id>.wandb`` file)."""
+def read_run(folder: Path, wait_s: float = 15.0) -> OfflineRun:
+    """The run of one ``offline-run-*`` folder (its one ``run-<id>.wandb`` file).
+
+    W&B's service process writes the file; in a process that called ``finish()`` and goes on, the last records may
+    still be on their way: wait up to ``wait_s`` for the run's exit record, W&B's last."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        run = _read_run(Path(folder))
+        if run.exit_code is not None or time.monotonic() > deadline:
+            return run
+        time.sleep(0.2)
+
+
+def _read_run(folder: Path) -> OfflineRun:
     from wandb.proto import wandb_internal_pb2 as pb
 
-    files = sorted(Path(folder).glob("run-*.wandb"))
+    files = sorted(folder.glob("run-*.wandb"))
     if len(files) != 1:
         raise FileNotFoundError(f"{folder}: {len(files)} run files")
-    run = OfflineRun(folder=Path(folder))
+    run = OfflineRun(folder=folder)
     for raw in records_bytes(files[0]):
         record = pb.Record()
         record.ParseFromString(raw)
