@@ -198,7 +198,10 @@ def log_report(result: ReportResult, when: str = "auto") -> list[str]:
             settings=quiet_settings(online=not offline),
         )
     try:
-        logged: dict[str, Any] = {key: wandb.Table(columns=c, data=d) for key, (c, d) in _tables(result).items()}
+        logged: dict[str, Any] = {
+            key: wandb.Table(columns=columns, data=rows, allow_mixed_types=True)  # a column may hold None and text
+            for key, (columns, rows) in _tables(result).items()
+        }
         for path in sorted(p for p in result.files if p.suffix == ".png"):
             logged[_image_key(path)] = wandb.Image(str(path), caption=path.name)
         run.log(logged)
