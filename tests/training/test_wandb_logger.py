@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,11 +50,22 @@ def refusing_server() -> Iterator[str]:
     server.server_close()
 
 
+@pytest.fixture
+def wandb_afresh() -> Iterator[Any]:
+    """W&B's module; its process-wide state is torn down after the test, so later tests read their own
+    environment."""
+    import wandb
+
+    yield wandb
+    wandb.teardown()
+
+
 def test_online_without_a_reachable_server_logs_offline_and_says_so(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, wandb_afresh: Any
 ) -> None:
     monkeypatch.delenv("WANDB_MODE", raising=False)  # conftest's offline setting would skip the check
     monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{_closed_port()}")
+    wandb_afresh.teardown()  # W&B reads the environment once per process: start afresh, as a new command would
     caplog.set_level(logging.INFO, logger="darnet_pl")
     started = time.monotonic()
     logger = quiet_wandb_logger(offline=False, save_dir=str(tmp_path), project="p", name="job", id="abcd1234")
