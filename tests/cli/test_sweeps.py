@@ -14,6 +14,7 @@ from darnet_pl.cli.argv import RangeError, expand_inclusive_range, normalize_arg
 from darnet_pl.cli.train import CONFIG_DIR
 from darnet_pl.runs.naming import job_subdir
 from tests.helpers.cli import run_cli
+from tests.helpers.wandb_runs import offline_runs
 
 
 @pytest.mark.parametrize(
@@ -115,11 +116,10 @@ def test_wandb_offline_run_records_the_metrics(tmp_path: Path) -> None:
         "+experiment=smoke", "debug=tiny", "logger=wandb", "fold=1", f"paths.log_dir={tmp_path}", cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    runs = list(tmp_path.rglob("offline-run-*"))
-    assert len(runs) == 1
-    # wandb keeps an offline run in its binary log until `wandb sync`: the logged keys are in it verbatim
-    log_bytes = next(runs[0].glob("run-*.wandb")).read_bytes()
-    for key in (b"test/3class/auc_macro", b"val/loss", b"train/loss_epoch", b"git_commit", b"smoke-dual-fold1"):
-        assert key in log_bytes, key
-    tables = {p.name.split("_table")[0] for p in runs[0].rglob("*.table.json")}
-    assert {"confusion_matrix", "roc"} <= tables
+    [run] = offline_runs(tmp_path)  # read back from the run file W&B keeps until `wandb sync`
+    run_dir = run.folder.parent.parent
+    assert (run.group, run.job_type) == ("smoke/dual/debug=tiny", "fold1")
+    assert run.name == f"smoke/dual/debug=tiny/fold1@{run_dir.name}"  # a single run's folder is new each time
+    assert any("val/loss" in row for row in run.history) and any("train/loss_epoch" in row for row in run.history)
+    assert 0.0 <= run.summary["test/3class/auc_macro"] <= 1.0 and run.config["git_commit"]
+    assert {"test/confusion_matrix_table", "test/roc_table"} <= set(run.summary)

@@ -232,7 +232,7 @@ def search(user: User, command: str) -> None:
 
 def wandb_sync(user: User, command: str) -> None:
     """No network here: the path the README gives must name exactly the offline run the W&B command wrote."""
-    run = user.run_folder("python -m darnet_pl +experiment=smoke logger=wandb debug=tiny")
+    run = user.run_folder('python -m darnet_pl +experiment=smoke "logger=[csv,wandb]" debug=tiny')
     pattern = command.split()[-1].replace("<run>", run.name)
     runs = glob.glob(str(user.home / pattern))
     assert len(runs) == 1, (pattern, runs)
@@ -391,7 +391,7 @@ CASES: dict[str, Callable[[User, str], None]] = {
     "darnet-report outputs/ablation/sweep": report,
     "python -m darnet_pl +experiment=search -m": search,
     "darnet-report outputs/darnet/sweep outputs/shortcut_control/sweep": control_report,
-    "python -m darnet_pl +experiment=smoke logger=wandb": single_run(),
+    'python -m darnet_pl +experiment=smoke "logger=[csv,wandb]"': single_run(),
     "wandb sync outputs/smoke/runs/<run>/wandb/offline-run-*": wandb_sync,
     "python -m darnet_pl +experiment=ablation fold=0..4 -m trainer=ddp": dry_run(BASIC_LAUNCHER, devices=2),
     "python -m darnet_pl +experiment=smoke debug=tiny fold=0..1 -m trainer=ddp_cpu": sweep(("dual",), 2),

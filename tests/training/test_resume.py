@@ -150,6 +150,7 @@ def test_sigterm_to_the_cli_exits_143_and_the_same_run_dir_resumes_to_the_same_m
     import time
 
     from tests.helpers.cli import run_cli
+    from tests.helpers.wandb_runs import offline_runs
 
     common = ("+experiment=smoke", "debug=tiny", "trainer.max_epochs=3", "logger=[csv,wandb]", "deterministic=true")
     straight = run_cli(*common, f"hydra.run.dir={tmp_path / 'straight'}", cwd=tmp_path)
@@ -186,6 +187,15 @@ def test_sigterm_to_the_cli_exits_143_and_the_same_run_dir_resumes_to_the_same_m
     run_ids = {p.name.rsplit("-", 1)[-1] for p in (run_dir / "wandb").glob("offline-run-*")}
     assert len(list((run_dir / "wandb").glob("offline-run-*"))) == 2 and len(run_ids) == 1
     assert run_ids == {(run_dir / "wandb_run_id.txt").read_text().strip()}
+    # the stop came after epoch 0's last.ckpt: the resumed run's summary still names the selected epoch and its
+    # validation metrics as the uninterrupted run's does (SelectedEpochSummary's state travels in last.ckpt)
+    [straight_run] = offline_runs(tmp_path / "straight")
+    resumed_run = offline_runs(run_dir)[-1]  # folder names start with the start time
+    epoch = straight_run.summary["selected/epoch"]
+    assert (run_dir / "checkpoints" / f"epoch{epoch:03d}.ckpt").is_file()
+    assert straight_run.summary["selected/val/loss"] == straight_run.summary["val/loss"]["min"]
+    selected = {k: v for k, v in straight_run.summary.items() if k.startswith("selected/")}
+    assert len(selected) > 10 and {k: resumed_run.summary[k] for k in selected} == selected
 
 
 def _validation_history(run_dir: Path) -> list[tuple[str, str, str]]:

@@ -73,12 +73,15 @@ def probe_writable(folder: Path) -> None:
 
 
 class ReportOnMultirunEnd(Callback):
-    """Runs ``darnet-report <sweep dir>`` once every job of a sweep has finished."""
+    """Runs ``darnet-report <sweep dir>`` once every job of a sweep has finished (with its W&B report run where the
+    jobs logged to W&B: ``wandb`` auto, on or off, as ``darnet-report --wandb``)."""
 
-    def __init__(self, bootstrap: int = 1000) -> None:
+    def __init__(self, bootstrap: int = 1000, wandb: str = "auto") -> None:
         self.bootstrap = bootstrap
+        self.wandb = wandb
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from darnet_pl.report.wandb_report import report_to_wandb
         from darnet_pl.report.writer import NothingToReport, write_report
         from darnet_pl.runs.job_guard import failed_jobs
 
@@ -91,6 +94,8 @@ class ReportOnMultirunEnd(Callback):
             log.error("the sweep report could not be written: %s", str(error).strip().splitlines()[0])
         else:
             log.info("sweep report: %s\n%s", result.out_dir, result.summary)
+            for line in report_to_wandb(result, self.wandb):
+                log.info("%s", line)
         failed = failed_jobs(sweep_dir)
         if failed:
             lines = [f"error: {len(failed)} job(s) of {sweep_dir} failed:"]

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from darnet_pl.report.wandb_report import WHEN, report_to_wandb
 from darnet_pl.report.writer import NothingToReport, write_report
 from darnet_pl.utils.console import OneLineParser
 from darnet_pl.utils.errors import console_tool
@@ -48,6 +49,13 @@ def build_parser() -> OneLineParser:
         action="store_true",
         help="compare every pair of variants of an experiment (default: each variant against the full DARNet, dual)",
     )
+    parser.add_argument(
+        "--wandb",
+        choices=WHEN,
+        default="auto",
+        help="log the report as the folder's one W&B run (job type report; a rerun updates it): auto (default) "
+        "where the jobs logged to W&B, on, off",
+    )
     return parser
 
 
@@ -72,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             all_pairs=args.all_pairs,
         )
         print(result.summary)
+        for line in report_to_wandb(result, args.wandb):
+            print(line)
         return EXIT_OK
 
     stopped = "interrupted: the report was not written (its files are only written together, at the end)"

@@ -9,6 +9,10 @@ A job folder (one run, or one sweep job) holds::
     predictions.csv        per-scan test probabilities (format: darnet_pl.runs.predictions)
     wandb_run_id.txt       the W&B run a resumed job continues
     failed.json            why a sweep job failed (removed when it later succeeds)
+
+A report folder (``<sweep>/report/`` by default) holds the report's files (``report.json`` lists them) and, where
+the sweep's jobs logged to W&B, ``wandb_report_run_id.txt`` (the one W&B run of its report, continued by every
+later report) and that run's ``wandb/`` folder.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ METRICS_FILE = "test_metrics.json"
 PREDICTIONS_FILE = "predictions.csv"
 WANDB_RUN_ID_FILE = "wandb_run_id.txt"
 FAILED_FILE = "failed.json"
+WANDB_REPORT_RUN_ID_FILE = "wandb_report_run_id.txt"
 REPORT_JSON = "report.json"
 """What ``darnet-report`` writes beside its tables (and the end-of-sweep report)."""
 

@@ -48,9 +48,10 @@ from darnet_pl.runs.layout import CONFIG_FILE, METRICS_FILE, PREDICTIONS_FILE, W
 from darnet_pl.runs.metrics_file import read_metrics_file, write_metrics_file
 from darnet_pl.runs.predictions import probabilities_of, write_predictions
 from darnet_pl.training.memory_advice import out_of_memory_advice
-from darnet_pl.training.wandb_results import finish_wandb_runs, log_test_plots
+from darnet_pl.training.wandb_results import finish_wandb_runs, log_test_results
 from darnet_pl.utils.io import atomic_path, write_text_atomic
 from darnet_pl.utils.ranks import owns_job
+from darnet_pl.utils.wandb_session import kept_run_id
 
 log = logging.getLogger(__name__)
 
@@ -90,16 +91,7 @@ def build_loggers(cfg: DictConfig, output_dir: Path, resuming: bool) -> list[Any
 
 def wandb_run_id(output_dir: Path) -> str:
     """The job's W&B run id, kept in its folder so that every resume logs into the same run."""
-    path = output_dir / WANDB_RUN_ID_FILE
-    kept = path.read_text(encoding="utf-8").strip() if path.is_file() else ""
-    if kept:
-        return kept
-    import secrets
-    import string
-
-    run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))  # W&B's id form
-    write_text_atomic(path, run_id + "\n")
-    return run_id
+    return kept_run_id(output_dir / WANDB_RUN_ID_FILE)
 
 
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path, redo: bool = False) -> str | None:
@@ -303,7 +295,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             log.info("test metrics written to %s", metrics_path)
             for logger in loggers:
                 if isinstance(logger, WandbLogger):
-                    log_test_plots(logger, model.test_predictions, model.class_names)
+                    log_test_results(logger, model.test_predictions, model.class_names, metrics)
     finish_wandb_runs(loggers)
     selected = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
     if selected is not None:

@@ -1,18 +1,23 @@
-"""Test-set plots for Weights & Biases: the confusion matrix and ROC curves of the tested checkpoint.
+"""A job's test results in Weights & Biases, and the close of its run.
 
-Only called with a WandbLogger on rank 0; works offline (the plots are stored in the offline run and appear on the
-dashboard after ``wandb sync``). ROC points come from scikit-learn, so W&B's pandas-based helper is not needed.
+``log_test_results``: the tested (selected) checkpoint's test metrics in the run's summary - every figure of
+``test_metrics.json``, the patient-level and calibration ones too - with the confusion matrix and ROC curves. Only
+called with a WandbLogger on rank 0; works offline (stored in the offline run, on the dashboard after ``wandb
+sync``). ROC points come from scikit-learn, so W&B's pandas-based helper is not needed.
+
+``finish_wandb_runs``: closes the job's run and prints its one line (``utils.wandb_session.closing_line``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from darnet_pl.runs.predictions import probabilities_of
+from darnet_pl.utils.wandb_session import finish
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +36,14 @@ def roc_table_rows(labels: np.ndarray, probs: np.ndarray, class_names: Sequence[
     return rows
 
 
-def log_test_plots(logger: Any, predictions: Sequence[dict[str, Any]], class_names: Sequence[str]) -> None:
-    """Log the confusion matrix and one-vs-rest ROC curves of per-scan test predictions (never fails a run)."""
+def log_test_results(
+    logger: Any, predictions: Sequence[dict[str, Any]], class_names: Sequence[str], metrics: Mapping[str, float]
+) -> None:
+    """Put the test ``metrics`` into the run's summary, then log the confusion matrix and one-vs-rest ROC curves of
+    the per-scan test predictions (never fails a run)."""
     import wandb
 
+    logger.experiment.summary.update({k: float(v) for k, v in metrics.items() if k.startswith("test/")})
     if not predictions:
         return
     labels = np.array([int(row["label"]) for row in predictions])
@@ -64,10 +73,12 @@ def log_test_plots(logger: Any, predictions: Sequence[dict[str, Any]], class_nam
 
 def finish_wandb_runs(loggers: Sequence[Any], exit_code: int | None = None) -> None:
     """Close this job's W&B run, so that the next job of a sweep starts a new one, and a job stopped by SIGTERM
-    (``exit_code`` 143) releases its run id for the resumed job."""
+    (``exit_code`` 143) releases its run id for the resumed job; log the run's one line (where it is, how to upload
+    it). A no-op off rank 0 and where no run was started."""
     from pytorch_lightning.loggers import WandbLogger
 
     if any(isinstance(lg, WandbLogger) for lg in loggers):
         import wandb
 
-        wandb.finish(exit_code=exit_code)
+        if wandb.run is not None:
+            log.info("%s", finish(wandb.run, exit_code=exit_code))
