@@ -84,9 +84,13 @@ def test_the_report_run_holds_table_iv_with_the_papers_rows_and_a_rerun_continue
         f"{kind}/{v}" for kind in ("roc", "confusion", "reliability") for v in ("none", "dual")
     } | {"roc/covid_vs_rest"}
     [artifact] = [a for a in run.artifacts if a["type"] == "report"]
-    assert {"report.json", "table_iv.csv", "table_iv.md", "table_iv.tex", "paper_comparison.csv"} == set(
-        artifact["files"]
-    )
+    assert {"report.json", "table_iv.csv", "table_iv.md", "table_iv.tex", "paper_comparison.csv"} | {
+        "comparisons.csv",
+        "comparisons.md",
+    } == set(artifact["files"])
+    # the ablation's paired comparison (none against dual) is a table of its own
+    compared_columns, compared_rows = run.table("comparisons")
+    assert len(compared_rows) == 1 and any("delong" in c for c in compared_columns), compared_columns
     assert run.config["bootstrap"]["resamples"] == 20 and run.config["jobs"] == 4
 
     again = run_module(REPORT, sweep, "--bootstrap", "20", "--no-plots", cwd=tmp_path)
