@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import json
 import logging
 import statistics
@@ -187,7 +188,9 @@ def _measure(
         enable_model_summary=False,
         profiler=timer,
     )
-    if device == "cuda":
+    if device == "cuda":  # the previous setting's model and optimizer are gone: the peak is this setting's own
+        gc.collect()
+        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     with warnings.catch_warnings():

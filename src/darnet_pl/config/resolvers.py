@@ -31,3 +31,6 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver(
             "darnet_job_subdir", lambda attention, fold, overrides: job_subdir(attention, fold, overrides)
         )
+    # ${darnet_not:${deterministic}}: a switch that is on unless another is (trainer.benchmark in trainer/gpu.yaml)
+    if not OmegaConf.has_resolver("darnet_not"):
+        OmegaConf.register_new_resolver("darnet_not", lambda value: not value)
