@@ -194,7 +194,8 @@ def _measure(
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*(does not have many workers|limit_val_batches).*")
+        # Lightning's advice on workers and validation, and its pytree helper's torch deprecation: not results
+        warnings.filterwarnings("ignore", message=".*(does not have many workers|limit_val_batches|LeafSpec).*")
         trainer.fit(model, datamodule=data)
     wall = time.perf_counter() - started
     measured = {k: v[warmup:] for k, v in timer.durations.items()}

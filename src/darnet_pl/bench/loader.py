@@ -12,6 +12,7 @@ recipe and the costliest) and the ``default`` one:
 - ``cpu_augmentation_volumes_per_s``: a whole training item in a worker: read a cached uint8 volume (mmap),
   scale to [0, 1], augment (``data.augment.on_device=false``, the default); ``..._before``: the same with the old
   pipeline; ``load_only_volumes_per_s``: without augmentation (the worker's share with ``on_device=true``);
+  repeats are interleaved (before, after, ...), so a slow spell of a shared machine hits both alike;
 - ``device_augmentation``: the batched augmentation of ``on_device=true`` on a collated batch of 8, on the
   training device (the GPU when there is one, else the CPU), in volumes per second;
 - ``max_abs_diff_vs_before``: the largest difference between ``after`` and ``before`` over the benchmark's scans
@@ -100,16 +101,19 @@ def cached_volumes(cache: VolumeCache, n: int, size: tuple[int, int, int], seed:
     return records
 
 
-def _rate(step: Callable[[int], Any], n_items: int, repeats: int) -> float:
-    """Median items per second of ``step(k)`` for k in 0..n_items-1, after one warm-up call."""
-    step(0)
-    rates = []
+def _rates(steps: dict[str, Callable[[int], Any]], n_items: int, repeats: int) -> dict[str, float]:
+    """Median items per second of each ``step(k)`` for k in 0..n_items-1, after one warm-up call each; the
+    repeats are interleaved, so that a slow spell of a shared machine hits every step alike."""
+    for step in steps.values():
+        step(0)
+    rates: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
-        started = time.perf_counter()
-        for k in range(n_items):
-            step(k)
-        rates.append(n_items / (time.perf_counter() - started))
-    return statistics.median(rates)
+        for name, step in steps.items():
+            started = time.perf_counter()
+            for k in range(n_items):
+                step(k)
+            rates[name].append(n_items / (time.perf_counter() - started))
+    return {name: statistics.median(values) for name, values in rates.items()}
 
 
 def _monai_affine_float32(size: Sequence[int]) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -139,11 +143,15 @@ def _augment_rates(images: list[torch.Tensor], augment: AugmentConfig, n_items: 
 
         return step
 
-    rates = {
-        "before": _rate(run(before), n_items, repeats),
-        "monai_affine_float32": _rate(lambda k: monai32(images[k % len(images)]), n_items, repeats),
-        "after": _rate(run(after), n_items, repeats),
-    }
+    rates = _rates(
+        {
+            "before": run(before),
+            "monai_affine_float32": lambda k: monai32(images[k % len(images)]),
+            "after": run(after),
+        },
+        n_items,
+        repeats,
+    )
     return {
         "augment_per_s": {name: round(rate, 3) for name, rate in rates.items()},
         "speedup": round(rates["after"] / rates["before"], 2),
@@ -212,18 +220,23 @@ def _measure_size(
         classes = ("CP", "NCP", "Normal")
         images = [torch.from_numpy(cache.load(r).astype(np.float32) / 255.0)[None] for r in records]
         plain = ScanDataset(records, classes, cache.load, eval_transforms(), seed=0, emit_seed=True)
-        out["load_only_volumes_per_s"] = round(_rate(lambda k: plain[(0, k % len(plain))], n_items, repeats), 3)
         for preset in presets:
             augment = AugmentConfig(preset=preset)
             entry = _augment_rates(images, augment, n_items, repeats)
             full = ScanDataset(records, classes, cache.load, train_transforms(size, augment), seed=0)
             old = ScanDataset(records, classes, cache.load, before_transforms(size, augment), seed=0)
-            entry["cpu_augmentation_volumes_per_s"] = round(
-                _rate(lambda k, d=full: d[(0, k % len(d))], n_items, repeats), 3
+            items = _rates(
+                {
+                    "after": lambda k, d=full: d[(0, k % len(d))],
+                    "before": lambda k, d=old: d[(0, k % len(d))],
+                    "load_only": lambda k: plain[(0, k % len(plain))],
+                },
+                n_items,
+                repeats,
             )
-            entry["cpu_augmentation_volumes_per_s_before"] = round(
-                _rate(lambda k, d=old: d[(0, k % len(d))], n_items, repeats), 3
-            )
+            entry["cpu_augmentation_volumes_per_s"] = round(items["after"], 3)
+            entry["cpu_augmentation_volumes_per_s_before"] = round(items["before"], 3)
+            entry["load_only_volumes_per_s"] = round(items["load_only"], 3)
             entry["max_abs_diff_vs_before"] = float(f"{max_abs_diff_vs_before(images[:2], augment, range(3)):.3g}")
             device = "cuda" if torch.cuda.is_available() else "cpu"
             if device == "cuda":
@@ -262,11 +275,11 @@ def run_loader_benchmark(
         "size": first["size"],
         "cpu_augmentation_volumes_per_s": headline["cpu_augmentation_volumes_per_s"],
         "cpu_augmentation_volumes_per_s_before": headline["cpu_augmentation_volumes_per_s_before"],
-        "load_only_volumes_per_s": first["load_only_volumes_per_s"],
+        "load_only_volumes_per_s": headline["load_only_volumes_per_s"],
         "augmentation_speedup": headline["speedup"],
         "device_augmentation": headline["device_augmentation"],
         "augmentation_share_of_loader_time": round(
-            1 - headline["cpu_augmentation_volumes_per_s"] / first["load_only_volumes_per_s"], 3
+            1 - headline["cpu_augmentation_volumes_per_s"] / headline["load_only_volumes_per_s"], 3
         ),
         "by_size": by_size,
     }
