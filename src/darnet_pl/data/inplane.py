@@ -6,8 +6,9 @@ grid of 3 x D x H x W coordinates built per scan: about 0.3 s per 64x224x224 sca
 
 - the random transforms (:class:`RandInPlaneAffined`, :class:`RandInPlaneFlipd`, :class:`RandOneInPlaneFlipd`)
   make the random draws of MONAI's ``RandAffined`` and ``RandFlipd`` (same random streams, same calls, so a seed
-  gives the same parameters, and the affine is MONAI's own matrix) but move no voxel: each composes its
-  output-to-input map into one 3x3 matrix over (h, w, 1) held in the item under :data:`PENDING`;
+  gives the same parameters, and the affine is MONAI's matrix, rotation @ translation @ scale, in float64) but
+  move no voxel: each composes its output-to-input map into one 3x3 matrix over (h, w, 1) held in the item under
+  :data:`PENDING`;
 - :class:`InPlaneWarpd` (in a loader worker) or :func:`warp` (a batch, on the training device) resamples with
   that map once: a float32 (H, W) grid per scan built where the images are, and one 2-D ``grid_sample`` with the
   depth slices as channels. A map made of flips only is applied as flips (exact, no interpolation).
