@@ -35,7 +35,17 @@ def test_quick_benchmark_reports_model_and_ingest() -> None:
     assert result["memory"]["bf16"]["total_gib"] < result["memory"]["fp32"]["total_gib"]
     loader = result["loader"]
     assert loader["load_only_volumes_per_s"] > 0 and loader["cpu_augmentation_volumes_per_s"] > 0
-    assert loader["device_augmentation"]["volumes_per_s"] > 0
+    assert loader["cpu_augmentation_volumes_per_s_before"] > 0 and loader["device_augmentation"]["volumes_per_s"] > 0
+    for preset in ("authors", "default"):
+        entry = loader["by_size"]["8x32x32"][preset]
+        assert set(entry["augment_per_s"]) == {"before", "monai_affine_float32", "after"}
+        assert 0 < entry["max_abs_diff_vs_before"] <= 1e-4  # the float32 path resamples as the float64 one did
+    wait = result["data_wait"]
+    assert result["data_wait_share"] == wait["settings"]["base"]["data_wait_share"]
+    for name in ("base", "on_device"):
+        entry = wait["settings"][name]
+        assert entry["measured_steps"] == 3 and 0 <= entry["data_wait_share"] < 1 and entry["step_s_per_step"] > 0
+    assert wait["settings"]["on_device"]["device_augment_s_per_step"] > 0
 
 
 class _FakeWorker:

@@ -65,3 +65,6 @@ def register_resolvers() -> None:
     ):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, function)
+    # ${darnet_not:${deterministic}}: a switch that is on unless another is (trainer.benchmark in trainer/gpu.yaml)
+    if not OmegaConf.has_resolver("darnet_not"):
+        OmegaConf.register_new_resolver("darnet_not", lambda value: not value)

@@ -99,16 +99,15 @@ class CTDataModule(pl.LightningDataModule):
         log.info("fold %d split\n%s", self.hparams.fold, split_summary(self.subsets, self.class_names))
         self._report_duplicates()
         loader = self.source.volume_loader()
-        augmentation = train_transforms(self.size, self.augment)
         on_device = self.augment.enabled and self.augment.on_device
         if on_device:
-            self.device_augmentation = DeviceAugmentation(augmentation)
+            self.device_augmentation = DeviceAugmentation(self.size, self.augment)
         self.datasets = {
             "train": ScanDataset(
                 self.subsets["train"],
                 self.class_names,
                 loader,
-                eval_transforms() if on_device else augmentation,
+                eval_transforms() if on_device else train_transforms(self.size, self.augment),
                 seed=_training_seed(),
                 emit_seed=on_device,
             ),

@@ -53,8 +53,9 @@ class ScanDataset(Dataset):
             index = key
         record = self.records[index]
         volume = np.asarray(self.load_volume(record))
-        if volume.dtype == np.uint8:
-            volume = volume.astype(np.float32) / 255.0
+        if volume.dtype == np.uint8:  # in place: one pass over a fresh copy, the same values as ``/ 255.0``
+            volume = volume.astype(np.float32)
+            volume /= np.float32(255.0)
         item = {
             "image": volume.astype(np.float32, copy=False)[None],
             "label": self.labels[index],
