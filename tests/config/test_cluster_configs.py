@@ -6,6 +6,7 @@ installed (the plugin registers ``hydra/launcher/submitit_slurm`` and ``joblib``
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -119,6 +120,7 @@ def test_local_parallel_sweep_runs_jobs_on_distinct_gpus(tmp_path: Path) -> None
         "-m",
         "hydra/launcher=local_parallel",
         "hydra.launcher.n_jobs=2",
+        "trainer.accelerator=auto",  # a GPU job where there is one (a CPU job is not pinned)
         f"paths.log_dir={tmp_path}",
         cwd=tmp_path,
     )
@@ -127,3 +129,33 @@ def test_local_parallel_sweep_runs_jobs_on_distinct_gpus(tmp_path: Path) -> None
     logs = "".join(p.read_text() for p in tmp_path.rglob("smoke.log"))
     pinned = {line.rsplit("GPU", 1)[1].strip() for line in logs.splitlines() if "runs this job on GPU" in line}
     assert pinned == {"0", "1"}
+
+
+def test_jobs_asking_for_more_gpus_than_the_sweep_has_are_refused_before_any_job(tmp_path: Path) -> None:
+    _plugin("hydra_joblib_launcher")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "0,1", "WANDB_MODE": "offline", "PYTHONWARNINGS": "ignore"}
+    command = [sys.executable, "-m", "darnet_pl", "+experiment=smoke", "trainer=ddp_cpu", "trainer.accelerator=gpu"]
+    command += ["fold=0..1", "-m", "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=2"]
+    result = subprocess.run(
+        command,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: hydra.launcher.n_jobs=2 jobs at once x 2 GPU(s) each (trainer.devices) need 4 GPUs, but 2 are "
+        "visible (0,1): lower hydra.launcher.n_jobs or trainer.devices"
+    )
+    assert not list(tmp_path.rglob("fold*"))  # no job folder
+
+
+def test_a_worker_claims_as_many_gpus_as_its_job_asks_for(tmp_path: Path) -> None:
+    from darnet_pl.distributed.gpu_pinning import gpus_per_job
+
+    assert gpus_per_job({"accelerator": "cpu", "devices": 2}, 4, 2) == 0
+    assert gpus_per_job({"accelerator": "gpu", "devices": 2}, 4, 2) == 2
+    assert gpus_per_job({"accelerator": "auto", "devices": "auto"}, 4, 2) == 2  # an equal share
+    assert gpus_per_job({"accelerator": "gpu", "devices": [0, 1, 2]}, 4, 1) == 3
