@@ -149,16 +149,35 @@ def advice_on_out_of_memory(cfg: DictConfig, phase: str) -> Iterator[None]:
         raise out_of_memory_advice(settings, phase) from None
 
 
-def stop_after_sigterm(output_dir: Path) -> SystemExit:
-    """Exit status 143 (128 + SIGTERM) with how to resume; the pre-emption callback saved last.ckpt."""
+STOP_STATUS = {"SIGTERM": 128 + signal.SIGTERM, "Ctrl-C": 128 + signal.SIGINT}
+
+
+def stopped_by(stop: BaseException) -> str | None:
+    """``SIGTERM`` or ``Ctrl-C`` when ``stop`` is one (Lightning ends a Ctrl-C in ``fit``/``test`` with
+    ``sys.exit(1)`` after its graceful shutdown), else None."""
+    if isinstance(stop, SIGTERMException):
+        return "SIGTERM"
+    if isinstance(stop, KeyboardInterrupt) or isinstance(stop.__context__, KeyboardInterrupt):
+        return "Ctrl-C"
+    return None
+
+
+def stop_after_sigterm(output_dir: Path, by: str = "SIGTERM") -> SystemExit:
+    """Exit status 143 (128 + SIGTERM; Ctrl-C: 130) with how to resume: the pre-emption callback saved last.ckpt
+    after the batch in progress (SIGTERM); after Ctrl-C, last.ckpt is the latest finished epoch, if any."""
     from darnet_pl.utils.errors import in_multirun
 
     last = last_checkpoint(output_dir)
     how = "run the same command again" if in_multirun() else f"add hydra.run.dir={output_dir} to the command"
-    message = f"stopped by SIGTERM; {last} holds the training state; to resume, {how}"
+    if by == "SIGTERM":
+        message = f"stopped by SIGTERM; {last} holds the training state; to resume, {how}"
+    elif last.is_file():
+        message = f"stopped by Ctrl-C; {last} holds the training state of the last finished epoch; to resume, {how}"
+    else:
+        message = "stopped by Ctrl-C during the first epoch: no checkpoint to resume from"
     log.warning("%s", message)
     print(message, file=sys.stderr)
-    return SystemExit(128 + signal.SIGTERM)
+    return SystemExit(STOP_STATUS[by])
 
 
 def validation_temperature(tester: pl.Trainer, model: pl.LightningModule, val_loader: Any, ckpt: str | None) -> float:
@@ -243,9 +262,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     try:
         with advice_on_out_of_memory(cfg, "training"):
             trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
-    except SIGTERMException:
-        finish_wandb_runs(loggers, exit_code=128 + signal.SIGTERM)  # the resumed job reopens the same W&B run
-        raise stop_after_sigterm(output_dir) from None
+    except (KeyboardInterrupt, SystemExit) as stop:
+        by = stopped_by(stop)
+        if by is None:
+            raise
+        finish_wandb_runs(loggers, exit_code=STOP_STATUS[by])  # the resumed job reopens the same W&B run
+        raise stop_after_sigterm(output_dir, by) from None
 
     metrics: dict[str, float] = {}
     if not trainer.is_global_zero:
@@ -269,9 +291,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 model.temperature = temperature
             with advice_on_out_of_memory(cfg, "testing"):
                 tester.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
-        except SIGTERMException:
-            finish_wandb_runs(loggers, exit_code=128 + signal.SIGTERM)
-            raise stop_after_sigterm(output_dir) from None
+        except (KeyboardInterrupt, SystemExit) as stop:
+            by = stopped_by(stop)
+            if by is None:
+                raise
+            finish_wandb_runs(loggers, exit_code=STOP_STATUS[by])
+            raise stop_after_sigterm(output_dir, by) from None
         metrics = {k: float(v) for k, v in tester.callback_metrics.items() if k.startswith("test/")}
         metrics.update(
             beyond_scan_metrics(
