@@ -109,9 +109,42 @@ def check_data_root(cfg: DictConfig) -> None:
         raise ValueError(f"data.root={root}: no such folder; {hint}")
 
 
+OUTPUT_FOLDERS = ("paths.log_dir", "paths.data_dir", "data.cache_dir")
+"""Folders that must be named: an empty one puts ``<it>/<task_name>`` at the filesystem root (``/smoke/runs``)."""
+NAMES_IN_PATHS = ("task_name",)
+"""Values that become one folder name below the output folder (``<log_dir>/<task_name>/runs/...``)."""
+
+
+def _path_part_problem(value: str) -> str | None:
+    """Why ``value`` cannot be one folder name (it would leave its parent folder), or None."""
+    if not value.strip():
+        return "is empty"
+    if value in (".", "..") or any(sep in value for sep in ("/", "\\", "\0")):
+        return "would leave the output folder (no '/', '..' or absolute paths)"
+    return None
+
+
+def check_output_names(cfg: DictConfig) -> None:
+    """Outputs stay where the user put them: the output folders are named, and names that become folder names
+    (``task_name``, the experiment's name) are plain names. Checked before Hydra makes the run folder."""
+    for key in OUTPUT_FOLDERS:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None and not str(value).strip():
+            raise ValueError(f"{key} is empty: give a folder (an empty DARNET_LOG_DIR/DARNET_DATA_DIR counts as unset)")
+    for key in NAMES_IN_PATHS:
+        value = OmegaConf.select(cfg, key, default=None)
+        problem = None if value is None else _path_part_problem(str(value))
+        if problem:
+            raise ValueError(f"{key}={value}: {problem}; it names the runs' folder <log_dir>/<{key}>, e.g. {key}=mine")
+    experiment = OmegaConf.select(cfg, "hydra.runtime.choices.experiment", default=None)
+    if experiment is not None and _path_part_problem(str(experiment)):
+        raise ValueError(f"experiment={experiment}: expected the name of a recipe in conf/experiment, e.g. smoke")
+
+
 def check_config(cfg: DictConfig) -> None:
     """Raise ``ValueError("<key>=<value>: expected <what>")`` for the first value that cannot be right."""
     check_data_root(cfg)
+    check_output_names(cfg)
     for key, (test, expected) in CHECKS.items():
         value = _value(cfg, key)
         if value is _MISSING or value is None:
