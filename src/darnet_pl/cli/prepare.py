@@ -204,13 +204,13 @@ def kept_on_stop(cache: Any, records: Sequence[ScanRecord]) -> Iterator[None]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="prepare")
 def _run(cfg: DictConfig) -> None:
-    from darnet_pl.config.checks import check_data_root
+    from darnet_pl.config.checks import check_config
     from darnet_pl.utils.console import Terminated, sigterm_raises
     from darnet_pl.utils.errors import user_errors
 
     try:
         with sigterm_raises(), user_errors():
-            check_data_root(cfg)
+            check_config(cfg)  # the data keys and the root, before anything is read or written
             code = prepare(cfg)
     except (KeyboardInterrupt, Terminated) as stop:  # before the conversion: nothing was written
         stopped: Stopped = Stopped(stop, "nothing was converted")
