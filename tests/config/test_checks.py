@@ -91,3 +91,4 @@ def test_loader_workers_beyond_the_cpu_count_are_capped_with_a_warning(tmp_path)
     assert result.returncode == 0, explain(result)
     warning = f"data.num_workers={asked} is more than the {cpus} CPU core(s) available: using {cpus}"
     assert sum(warning in line for line in result.stdout.splitlines()) == 1, result.stdout[-3000:]
+    assert list(tmp_path.glob("outputs/smoke/runs/*/test_metrics.json")) and not list(tmp_path.rglob(".job.lock"))
