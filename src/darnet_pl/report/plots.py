@@ -189,7 +189,8 @@ def roc_comparison_figure(curves: Sequence[Curves], class_names: Sequence[str], 
         else:
             ax.set_xlim(-0.005, 1.0)
             ax.set_ylim(0.0, 1.005)
-            set_title(ax, "full range", 11)
+            if side is not None:
+                set_title(ax, "full range", 11)
         ax.set_aspect("equal")
         ax.set_xlabel("False positive rate (1 − specificity)")
         ax.set_ylabel("True positive rate (sensitivity)")
@@ -335,10 +336,11 @@ def reliability_figure(title: str, panels: Sequence[Reliability], n_bins: int = 
         top.vlines(centres[filled], accuracy[filled], mean_conf[filled], color="tab:red", linewidth=1.5)
         top.plot(centres[filled], mean_conf[filled], "o", color="tab:red", markersize=4,
                  label="mean confidence (line: the gap)")  # fmt: skip
-        numbers = [f"ECE {panel.ece:.4f}" if panel.ece is not None else None]
-        numbers.append(f"Brier {panel.brier:.4f}" if panel.brier is not None else None)
+        # no-break spaces: a wrapped title breaks between the numbers, not inside "ECE 0.0123"
+        numbers = [f"ECE\u00a0{panel.ece:.4f}" if panel.ece is not None else None]
+        numbers.append(f"Brier\u00a0{panel.brier:.4f}" if panel.brier is not None else None)
         shown = ", ".join(n for n in numbers if n)
-        set_title(top, f"{panel.name} (n = {len(panel.labels)}{', ' + shown if shown else ''})", 11)
+        set_title(top, f"{panel.name} (n\u00a0=\u00a0{len(panel.labels)}{', ' + shown if shown else ''})", 11)
         top.set_xlim(0.0, 1.0)
         top.set_ylim(0.0, 1.03)
         top.set_ylabel("Accuracy")
