@@ -117,3 +117,8 @@ def test_what_is_trained_or_selected_makes_another_experiment() -> None:
         experiment_of("smoke", "dual", []),
     ):
         assert different != base and different.key != base.key
+
+
+def test_a_value_of_dots_never_leaves_the_sweep_folder() -> None:
+    assert job_subdir("..", 0) == "__/fold0"
+    assert job_subdir(".", "..", ["seed=.."]) == "_/seed=../fold__"

@@ -43,7 +43,7 @@ def error_line(result: subprocess.CompletedProcess[str]) -> str:
         ("model.optimizer.lr=-1", "error: model.optimizer.lr=-1: expected a positive number"),
         ("data.size=[1,2]", "error: data.size=[1,2]: expected three positive integers [D,H,W]"),
         ("data.num_workers=two", "error: data.num_workers=two: expected 0 or a positive integer"),
-        ("seed=1.5", "error: seed=1.5: expected an integer"),
+        ("seed=1.5", "error: seed=1.5: expected an integer from 0 to 4294967295 (numpy's seed range)"),
         ("fold=7", "error: fold=7 is out of range: folds are 0..4"),
         ("fold=a..b", "error: fold=a..b: folds are whole numbers, e.g. fold=2, fold=0,1 or fold=0..4"),
     ],

@@ -8,10 +8,7 @@ they see the scan as training does (same reader, same Hounsfield window), only s
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +18,7 @@ import numpy as np
 from darnet_pl.data.preprocess import Preprocessing
 from darnet_pl.data.readers.scans import ScanError, collecting_notes, is_ignored, load_volume, scan_kind
 from darnet_pl.data.records import ScanRecord
+from darnet_pl.utils.worker_pool import worker_count, worker_pool
 
 BORDER_FRACTION = 1 / 16
 """Width of the outer ring of each slice, as a fraction of the slice (4 px of a 64-px slice)."""
@@ -170,15 +168,16 @@ def collect_signals(
     progress: bool = True,
     loader: Callable[[ScanRecord], np.ndarray] | None = None,
 ) -> list[ScanSignals]:
-    """``scan_signals`` of every record, in order; ``workers`` spawned processes (0: here, < 0: one per core);
-    ``known``: ``known_signals``; ``loader``: see ``scan_signals`` (picklable, for the workers)."""
+    """``scan_signals`` of every record, in order; ``workers`` worker processes (0: here, < 0: one per core, at most
+    one per core; utils.worker_pool: stopped with the command); ``known``: ``known_signals``; ``loader``: see
+    ``scan_signals`` (picklable, for the workers)."""
     from tqdm.auto import tqdm
 
     def of(record: ScanRecord) -> dict[str, float]:
         return {column: values[record.key] for column, values in known.items() if record.key in values}
 
     jobs = [(r, prep, of(r), bins, loader) for r in records]
-    workers = (os.cpu_count() or 1) if workers < 0 else workers
+    workers = worker_count(workers, len(jobs), "audit.workers")
     bar = tqdm(total=len(jobs), disable=not progress, unit="scan", desc="audit", dynamic_ncols=True)
     results: list[ScanSignals] = []
     try:
@@ -187,8 +186,7 @@ def collect_signals(
                 results.append(scan_signals(*job))
                 bar.update(1)
             return results
-        context = multiprocessing.get_context("spawn")  # the caller may hold threads (torch)
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
+        with worker_pool(workers) as pool:  # a stop (Ctrl-C, SIGTERM) stops the workers too
             for result in pool.map(scan_signals, *zip(*jobs, strict=True), chunksize=4):
                 results.append(result)
                 bar.update(1)

@@ -286,21 +286,24 @@ def split_checkpoints(args: Sequence[str]) -> tuple[list[str], list[str]]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the audit with Hydra overrides ``argv`` (default: the command line); returns the exit code."""
     from darnet_pl.config.checks import check_data_root
+    from darnet_pl.utils.console import Terminated, sigterm_raises
     from darnet_pl.utils.errors import one_line
-    from darnet_pl.utils.exit_codes import EXIT_SIGINT, EXIT_USER_ERROR
+    from darnet_pl.utils.exit_codes import EXIT_SIGINT, EXIT_SIGTERM, EXIT_USER_ERROR
 
     args = list(sys.argv[1:] if argv is None else argv)
     if any(arg in ("-h", "--help") for arg in args):
         print(__doc__)
         return 0
     try:
-        checkpoints, overrides = split_checkpoints(args)
-        cfg = load_config(overrides)
-        check_data_root(cfg)
-        return audit(cfg, checkpoints)
-    except KeyboardInterrupt:
-        print("interrupted: nothing written", file=sys.stderr)
-        return EXIT_SIGINT
+        with sigterm_raises():  # the reader processes are stopped with it (utils.worker_pool)
+            checkpoints, overrides = split_checkpoints(args)
+            cfg = load_config(overrides)
+            check_data_root(cfg)
+            return audit(cfg, checkpoints)
+    except (KeyboardInterrupt, Terminated) as stop:
+        by = "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
+        print(f"stopped by {by}: nothing written (audit.json comes at the end); run the command again", file=sys.stderr)
+        return EXIT_SIGTERM if isinstance(stop, Terminated) else EXIT_SIGINT
     except Exception as error:
         cause = _user_error(error)
         if cause is None or os.environ.get("DARNET_FULL_ERROR"):

@@ -30,6 +30,7 @@ class CheckOutputFolder(Callback):
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check_values(config, whole=True)
         # the run folder itself is made by Hydra right after; its parent is what must be writable
         run_dir = Path(str(config.hydra.run.dir)).resolve()
         if not run_dir.exists():
@@ -37,7 +38,24 @@ class CheckOutputFolder(Callback):
         self._check(run_dir.parent)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check_values(config, whole=False)
         self._check(config.hydra.sweep.dir)
+
+    @staticmethod
+    def _check_values(config: DictConfig, whole: bool) -> None:
+        """A single run's values (``config.checks.check_config``: one line, exit 2, in a second and before its folder
+        exists); a sweep's output names (an empty output folder or a ``task_name`` with ``..`` or ``/`` would put
+        the job folders elsewhere; each job checks its own values)."""
+        from darnet_pl.config.checks import check_config, check_output_names
+        from darnet_pl.utils.exit_codes import EXIT_USER_ERROR
+
+        try:
+            (check_config if whole else check_output_names)(config)
+        except ValueError as error:
+            if os.environ.get("DARNET_FULL_ERROR"):
+                raise
+            print(f"error: {error}", file=sys.stderr)
+            raise SystemExit(EXIT_USER_ERROR) from None
 
     @staticmethod
     def _check(folder: str | Path) -> None:

@@ -14,9 +14,10 @@ same preparation itself; doing it here first keeps the conversion out of a GPU j
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 import hydra
@@ -158,7 +159,8 @@ def prepare(cfg: DictConfig) -> int:
         print("dry run: nothing converted")
         return 0
 
-    report = source.ingest(plan)
+    with kept_on_stop(source.cache, records):
+        report = source.ingest(plan)
     print(report.summary() + f" in {report.elapsed_s:.1f} s")
     if report.failed:
         print(f"left out: {len(report.failed)} scan(s), e.g. {report.failed[0].path}: {report.failed[0].cause}")
@@ -170,16 +172,56 @@ def prepare(cfg: DictConfig) -> int:
     return 0
 
 
+class Stopped(SystemExit):
+    """Ctrl-C or SIGTERM, said in one line (``message``); the exit status is 130 or 143."""
+
+    def __init__(self, stop: BaseException, message: str) -> None:
+        from darnet_pl.utils.console import Terminated
+        from darnet_pl.utils.exit_codes import EXIT_SIGINT, EXIT_SIGTERM
+
+        terminated = isinstance(stop, Terminated)
+        super().__init__(EXIT_SIGTERM if terminated else EXIT_SIGINT)
+        self.message = f"stopped by {'SIGTERM' if terminated else 'Ctrl-C'}: {message}"
+
+
+@contextlib.contextmanager
+def kept_on_stop(cache: Any, records: Sequence[ScanRecord]) -> Iterator[None]:
+    """A stop during the conversion says how many volumes are kept (the workers are stopped by then, see
+    ``utils.worker_pool``; each volume is complete or absent) and that the same command converts the rest."""
+    from darnet_pl.utils.console import Terminated
+
+    try:
+        yield
+    except (KeyboardInterrupt, Terminated) as stop:
+        done = sum(1 for record in {r.key: r for r in records}.values() if cache.has(record))
+        total = len({r.key for r in records})
+        raise Stopped(
+            stop,
+            f"{done} of {total} scan(s) are converted and kept in {cache.directory}; "
+            "run the same command again to convert the rest",
+        ) from None
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="prepare")
 def _run(cfg: DictConfig) -> None:
-    from darnet_pl.config.checks import check_data_root
+    from darnet_pl.config.checks import check_config
+    from darnet_pl.utils.console import Terminated, sigterm_raises
     from darnet_pl.utils.errors import user_errors
 
-    with user_errors():
-        check_data_root(cfg)
-        code = prepare(cfg)
-    if code:
-        raise SystemExit(code)
+    try:
+        with sigterm_raises(), user_errors():
+            check_config(cfg)  # the data keys and the root, before anything is read or written
+            code = prepare(cfg)
+    except (KeyboardInterrupt, Terminated) as stop:  # before the conversion: nothing was written
+        stopped: Stopped = Stopped(stop, "nothing was converted")
+    except Stopped as during_conversion:
+        stopped = during_conversion
+    else:
+        if code:
+            raise SystemExit(code)
+        return
+    print(stopped.message, file=sys.stderr)
+    raise SystemExit(stopped.code) from None
 
 
 def main() -> None:

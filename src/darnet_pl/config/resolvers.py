@@ -21,6 +21,13 @@ def packaged_file(name: str) -> str:
     return str(path)
 
 
+def env_or_default(name: str, default: Any = None) -> Any:
+    """``$name``, or ``default`` when it is unset or empty (blank): ``DARNET_LOG_DIR=`` typed to clear the variable
+    must not turn ``${DARNET_LOG_DIR}/<task>`` into a folder at the filesystem root, as ``oc.env`` would."""
+    value = os.environ.get(str(name), "")
+    return value if value.strip() else default
+
+
 def experiment_key(task_name: str, attention: str, overrides: Any) -> str:
     """``smoke_ablation/dual/model.optimizer.lr=0.0001``: the experiment these overrides make (runs.naming)."""
     return experiment_of(str(task_name), str(attention), [str(o) for o in overrides or ()]).key
@@ -52,6 +59,8 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("darnet_packaged", packaged_file)
     # The folder the command was typed in. Not ${hydra:runtime.cwd}: Hydra resolves hydra.sweep.dir (and calls the
     # run/multirun-start callbacks) before it sets the Hydra config that resolver reads, so sweeps failed with it.
+    if not OmegaConf.has_resolver("darnet_env"):
+        OmegaConf.register_new_resolver("darnet_env", env_or_default)
     if not OmegaConf.has_resolver("darnet_cwd"):
         OmegaConf.register_new_resolver("darnet_cwd", os.getcwd, use_cache=True)
     if not OmegaConf.has_resolver("darnet_job_subdir"):

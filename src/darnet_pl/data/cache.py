@@ -24,11 +24,10 @@ import hashlib
 import io
 import json
 import logging
-import multiprocessing
 import os
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,6 +39,7 @@ from darnet_pl.data.preprocess import Preprocessing
 from darnet_pl.data.readers.scans import ScanError, ScanNote, ScanProblem, collecting_notes, load_volume
 from darnet_pl.data.records import ScanRecord
 from darnet_pl.utils.io import StorageError, atomic_path, storage_error, write_json_atomic, write_text_atomic
+from darnet_pl.utils.worker_pool import worker_count, worker_pool
 
 log = logging.getLogger(__name__)
 
@@ -344,15 +344,15 @@ def run_parallel(
     progress: bool,
     on_result: Callable[[Converted], None],
 ) -> None:
-    """``function(*job)`` for every job, in ``workers`` spawned processes (0: here; < 0: one per core).
+    """``function(*job)`` for every job, in ``workers`` worker processes (0: here; < 0: one per core; at most one
+    per core, see ``utils.worker_pool``).
 
-    Spawned, not forked: the caller may hold threads (torch). ``on_result`` sees each result as it arrives; what it
-    raises stops the run (pending jobs are cancelled).
+    ``on_result`` sees each result as it arrives; what it raises stops the run, as Ctrl-C and SIGTERM do: pending
+    jobs are cancelled and the workers stopped before the exception goes on (nothing converts after the stop).
     """
     from tqdm.auto import tqdm
 
-    if workers < 0:
-        workers = os.cpu_count() or 1
+    workers = worker_count(workers, len(jobs), "data.source.workers")
     bar = tqdm(total=len(jobs), disable=not progress, unit="scan", desc="ingest", dynamic_ncols=True)
     try:
         if workers == 0 or len(jobs) <= 1:
@@ -360,19 +360,13 @@ def run_parallel(
                 on_result(function(*job))
                 bar.update(1)
             return
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
+        with worker_pool(workers) as pool:
             pending: set[Future] = {pool.submit(function, *job) for job in jobs}
-            try:
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        bar.update(1)
-                        on_result(future.result())
-            except BaseException:
-                for future in pending:
-                    future.cancel()
-                raise
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    bar.update(1)
+                    on_result(future.result())
     finally:
         bar.close()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +30,7 @@ from darnet_pl.data.splits import (
     write_split_manifest,
 )
 from darnet_pl.data.transforms import AugmentConfig, DeviceAugmentation, eval_transforms, train_transforms
+from darnet_pl.utils.worker_pool import worker_count
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,7 @@ class CTDataModule(pl.LightningDataModule):
         self.augment = AugmentConfig(**(augment or {}))
         self.subsets: dict[str, list[ScanRecord]] = {}
         self.device_augmentation: DeviceAugmentation | None = None
+        self._workers: int | None = None
 
     def prepare_data(self) -> None:
         self.source.prepare()
@@ -166,8 +169,16 @@ class CTDataModule(pl.LightningDataModule):
             )
         return {key: chunk for key, chunk in chunks.items() if key in available}
 
+    @property
+    def loader_workers(self) -> int:
+        """``num_workers``, at most one per CPU core this process may use: more only add memory and switching (the
+        paper's recipe asks for 8 on a GPU machine); capping says so once, naming ``data.num_workers``."""
+        if self._workers is None:
+            self._workers = worker_count(int(self.hparams.num_workers), sys.maxsize, "data.num_workers")
+        return self._workers
+
     def _loader_options(self) -> dict[str, Any]:
-        workers = self.hparams.num_workers
+        workers = self.loader_workers
         world = self.trainer.world_size if self.trainer is not None else 1
         return {
             "batch_size": per_device_batch(self.hparams.batch_size, world),

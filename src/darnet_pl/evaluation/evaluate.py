@@ -187,10 +187,11 @@ def figures(
     models = [] if single else [plots.Curves(model_name(meta.path), per_model[i], labels)
                                 for i, meta in enumerate(ensemble.metadata)]  # fmt: skip
     main = plots.Curves("model" if single else f"ensemble of {m}", probs, labels)
-    summed = None if single else sum(plots.confusion_matrix(labels, per_model[i], k) for i in range(m))
+    # every model saw the same scans: one matrix per model (a sum would count each scan once per model)
+    per_model_matrices = [(curve.name, plots.confusion_matrix(labels, curve.probs, k)) for curve in models]
     matrix = plots.confusion_matrix(labels, probs, k)
     out = {"roc.png": _png(plots.plot_roc, title, models, main, names, positive_class)}
-    out["confusion.png"] = _png(plots.plot_confusion, title, names, matrix, summed, m, ensemble_name=main.name)
+    out["confusion.png"] = _png(plots.plot_confusion, title, names, matrix, per_model_matrices, ensemble_name=main.name)
     calibration = calibration or {}
     panel = plots.Reliability("scans", probs, labels, ece=calibration.get("ece"), brier=calibration.get("brier"))
     n_bins = int(calibration.get("n_bins", RELIABILITY_BINS))

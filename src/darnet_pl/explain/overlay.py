@@ -20,12 +20,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from darnet_pl.utils.io import atomic_path
+from darnet_pl.utils.text import wrap_to_width
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 DEFAULT_SLICES = 12
 DEFAULT_CMAP = "jet"
+TITLE_POINTS = 9
+TITLE_LINE_INCHES = 0.16
+"""Height of one line of a 9-point title."""
 
 
 def pick_slices(depth: int, n: int = DEFAULT_SLICES) -> list[int]:
@@ -90,8 +94,14 @@ def montage_figure(
     columns = min(len(chosen), 4 if len(chosen) <= 16 else 6)
     rows = math.ceil(len(chosen) / columns)
     aspect = image.shape[1] / image.shape[2]
-    header = 0.75 if probabilities else 0.5
-    fig = Figure(figsize=(columns * panel_inches + 0.8, rows * panel_inches * aspect + header))
+    width = columns * panel_inches + 0.8
+    lines = [title] if title else []
+    if probabilities:
+        lines.append(format_probabilities(probabilities))
+    lines.append(f"slice index / {depth - 1} (0 = superior); A top, patient R on the left")
+    heading = wrap_to_width("\n".join(lines), 0.9 * width, TITLE_POINTS)  # a long scan name must not be cut off
+    header = 0.2 + TITLE_LINE_INCHES * (heading.count("\n") + 1)
+    fig = Figure(figsize=(width, rows * panel_inches * aspect + header))
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(rows, columns, left=0.01, right=0.9, bottom=0.01, top=1 - header / fig.get_figheight())
     grid.update(wspace=0.03, hspace=0.03)
@@ -108,11 +118,7 @@ def montage_figure(
             _orientation_marks(ax)
     colorbar_axes = fig.add_axes((0.92, 0.1, 0.02, 0.7))
     fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap=cmap), cax=colorbar_axes, label="relevance")
-    lines = [title] if title else []
-    if probabilities:
-        lines.append(format_probabilities(probabilities))
-    lines.append(f"slice index / {depth - 1} (0 = superior); A top, patient R on the left")
-    fig.suptitle("\n".join(lines), fontsize=9, y=0.995, va="top")
+    fig.suptitle(heading, fontsize=TITLE_POINTS, y=0.995, va="top")
     return fig
 
 
@@ -126,21 +132,26 @@ def _orientation_marks(ax: object) -> None:
 
 
 def depth_curve_figure(weights: np.ndarray, *, title: str = "depth attention") -> Figure:
-    """Line plot of a per-slice DA curve (slice 0 = superior on the left)."""
+    """Line plot of a per-slice DA curve (slice 0 = superior on the left); the title wrapped to the figure's width
+    (a long scan name is not cut off) and the weights written as they are (no offset notation)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     curve = np.asarray(weights, dtype=np.float32).reshape(-1)
-    fig = Figure(figsize=(4.5, 2.4))
+    width = 4.5
+    wrapped = wrap_to_width(title, 0.9 * width, TITLE_POINTS)
+    fig = Figure(figsize=(width, 2.4 + TITLE_LINE_INCHES * wrapped.count("\n")), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     ax.plot(np.arange(len(curve)), curve, marker="o", markersize=2.5, linewidth=1.2)
     ax.set_xlim(-0.5, len(curve) - 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # slices are whole numbers
+    ax.ticklabel_format(axis="y", useOffset=False, style="plain")  # never "+5.012e-1" beside the axis
     ax.set_xlabel("slice (0 = superior)")
     ax.set_ylabel("mean DA weight")
-    ax.set_title(title, fontsize=9)
+    fig.suptitle(wrapped, fontsize=TITLE_POINTS)  # centred on the figure, whose width it was wrapped to
     ax.grid(alpha=0.3)
-    fig.tight_layout()
     return fig
 
 

@@ -237,16 +237,15 @@ def _plot_group(result: GroupResult, slug: str, class_names: Sequence[str], posi
     main_curve = plots.Curves(f"run (fold {jobs[0].fold})" if single else "fold ensemble", ens.probs, ens.labels)
     roc = _png(plots.plot_roc, title, folds, main_curve, class_names, positive)
     files = {f"roc_{slug}.png": roc}
-    summed = None
-    if not single:
-        summed = sum(plots.confusion_matrix(j.predictions.labels, j.predictions.probs, k) for j in jobs)
+    per_fold = []  # the folds share one test set: each fold on its own (a sum counts every scan once per fold)
+    for job in [] if single else jobs:
+        per_fold.append((f"fold {job.fold}", plots.confusion_matrix(job.predictions.labels, job.predictions.probs, k)))
     confusion = _png(
         plots.plot_confusion,
         title,
         class_names,
         plots.confusion_matrix(ens.labels, ens.probs, k),
-        summed,
-        len(jobs),
+        per_fold,
         ensemble_name=main_curve.name,
     )
     files[f"confusion_{slug}.png"] = confusion

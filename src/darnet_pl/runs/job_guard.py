@@ -3,7 +3,13 @@
 - Lock: two copies of the same sweep (typed twice, or a re-submitted cluster array) would both train every job and
   append to the same CSV. Each job holds an exclusive ``flock`` on ``<job>/.job.lock`` while it runs; a second copy
   finds it held and skips the job, saying so. The kernel drops the lock when the process dies, even by ``kill -9``,
-  so a crashed job never blocks its re-run.
+  so a crashed job never blocks its re-run (its file stays; the next holder takes it over).
+  A finished job leaves no lock file: the holder removes it while still holding the lock, then lets go. Removing a
+  locked file is safe only with a check on the other side, since a second process may have opened the file before
+  the removal and obtain the lock after the release, on a file no longer in the folder, while a third creates a new
+  one and locks that: two holders. So a process that obtains the lock checks that the file it locked is still the
+  one at ``<job>/.job.lock`` (same device and inode) and otherwise starts over; the file at that path is then the
+  only one that can be held, and it can only be removed by its holder.
 - Failure record: a failed job writes ``<job>/failed.json`` (the one-line reason), so the end-of-sweep report and a
   user reading the folder see which jobs failed and why, whichever launcher ran them; a successful re-run removes it.
 """
@@ -16,6 +22,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from darnet_pl.runs.layout import FAILED_FILE
 from darnet_pl.utils.io import write_json_atomic
@@ -36,21 +43,38 @@ def job_lock(folder: str | os.PathLike[str]) -> Iterator[None]:
         return
     path = Path(folder) / LOCK_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = path.open("a+")
+    handle = _hold(path, folder)
     try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            owner = handle.read().strip() or "another process"
-            raise JobBusy(f"{folder}: this job is running in {owner}; skipped here") from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"process {os.getpid()}")
         handle.flush()
         yield
     finally:
+        path.unlink(missing_ok=True)  # still holding the lock: see the module's docstring
         handle.close()
+
+
+def _hold(path: Path, folder: str | os.PathLike[str]) -> IO[str]:
+    """``path`` opened and exclusively locked, making sure the locked file is the one at ``path`` (not one its
+    previous holder removed between our open and our lock); ``JobBusy`` if another process holds it."""
+    while True:
+        handle = path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            handle.close()
+            raise JobBusy(f"{folder}: this job is running in {owner}; skipped here") from None
+        locked = os.fstat(handle.fileno())
+        try:
+            current = path.stat()
+        except FileNotFoundError:
+            current = None
+        if current is not None and (current.st_dev, current.st_ino) == (locked.st_dev, locked.st_ino):
+            return handle
+        handle.close()  # its holder finished and removed it meanwhile: take the file now at the path
 
 
 def record_failure(folder: str | os.PathLike[str], message: str, traceback: str | None = None) -> None:

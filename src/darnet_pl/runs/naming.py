@@ -90,7 +90,9 @@ def experiment_overrides(overrides: Iterable[str]) -> tuple[str, ...]:
 
 
 def _safe(text: str) -> str:
-    return safe_name(text, keep="=.,_+-", fill="_")[:120]
+    """A folder-name part; one made of dots only (``..``) would leave the sweep folder, so it becomes ``_``s."""
+    part = safe_name(text, keep="=.,_+-", fill="_")[:120]
+    return part if part.strip(".") else part.replace(".", "_")
 
 
 @dataclass(frozen=True)

@@ -142,8 +142,25 @@ def advice_on_out_of_memory(cfg: DictConfig, phase: str) -> Iterator[None]:
         raise out_of_memory_advice(settings, phase) from None
 
 
-def stop_after_sigterm(output_dir: Path, callbacks: list[pl.Callback], testing: bool = False) -> SystemExit:
-    """Exit status 143 (128 + SIGTERM) with what was kept, truthfully, and how to resume."""
+STOP_STATUS = {"SIGTERM": 128 + signal.SIGTERM, "Ctrl-C": 128 + signal.SIGINT}
+
+
+def stopped_by(stop: BaseException) -> str | None:
+    """``SIGTERM`` or ``Ctrl-C`` when ``stop`` is one (Lightning ends a Ctrl-C in ``fit``/``test`` with
+    ``sys.exit(1)`` after its graceful shutdown), else None."""
+    if isinstance(stop, SIGTERMException):
+        return "SIGTERM"
+    if isinstance(stop, KeyboardInterrupt) or isinstance(stop.__context__, KeyboardInterrupt):
+        return "Ctrl-C"
+    return None
+
+
+def stop_after_sigterm(
+    output_dir: Path, callbacks: list[pl.Callback], by: str = "SIGTERM", testing: bool = False
+) -> SystemExit:
+    """Exit status 143 (128 + SIGTERM; Ctrl-C: 130) with what was kept, truthfully, and how to resume: after SIGTERM
+    the pre-emption callback saved last.ckpt after the batch in progress; otherwise last.ckpt is the latest finished
+    epoch, if any."""
     from darnet_pl.training.preemption import CheckpointOnSigterm
     from darnet_pl.utils.errors import in_multirun
 
@@ -151,7 +168,7 @@ def stop_after_sigterm(output_dir: Path, callbacks: list[pl.Callback], testing: 
     saver = next((c for c in callbacks if isinstance(c, CheckpointOnSigterm)), None)
     if testing:
         kept = f"training had finished ({last} holds it); the best checkpoint was being tested"
-    elif saver is not None and saver.saved_at is not None:
+    elif by == "SIGTERM" and saver is not None and saver.saved_at is not None:
         epoch, batch, batches = saver.saved_at
         kept = f"{last} holds the training state (epoch {epoch}, after batch {batch} of {batches})"
     elif last.is_file():
@@ -159,11 +176,13 @@ def stop_after_sigterm(output_dir: Path, callbacks: list[pl.Callback], testing: 
     else:
         kept = "no checkpoint was saved yet: the job starts again from its beginning"
     how = "run the same command again" if in_multirun() else f"add hydra.run.dir={output_dir} to the command"
-    message = f"stopped by SIGTERM; {kept}; to resume, {how}"
+    message = f"stopped by {by}; {kept}; to resume, {how}"
+    if by == "Ctrl-C" and not testing and not last.is_file():
+        message = "stopped by Ctrl-C during the first epoch: no checkpoint to resume from"
     if owns_job():  # the other ranks of a DDP job stop as silently as they trained
         log.warning("%s", message)
         print(message, file=sys.stderr)
-    return SystemExit(128 + signal.SIGTERM)
+    return SystemExit(STOP_STATUS[by])
 
 
 def validation_temperature(tester: pl.Trainer, model: pl.LightningModule, val_loader: Any, ckpt: str | None) -> float:
@@ -249,9 +268,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     try:
         with advice_on_out_of_memory(cfg, "training"):
             trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
-    except SIGTERMException:
-        finish_wandb_runs(loggers, exit_code=128 + signal.SIGTERM)  # the resumed job reopens the same W&B run
-        raise stop_after_sigterm(output_dir, trainer.callbacks) from None
+    except (KeyboardInterrupt, SystemExit) as stop:
+        by = stopped_by(stop)
+        if by is None:
+            raise
+        finish_wandb_runs(loggers, exit_code=STOP_STATUS[by])  # the resumed job reopens the same W&B run
+        raise stop_after_sigterm(output_dir, trainer.callbacks, by) from None
 
     metrics: dict[str, float] = {}
     if not trainer.is_global_zero:
@@ -275,9 +297,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 model.temperature = temperature
             with advice_on_out_of_memory(cfg, "testing"):
                 tester.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
-        except SIGTERMException:
-            finish_wandb_runs(loggers, exit_code=128 + signal.SIGTERM)
-            raise stop_after_sigterm(output_dir, trainer.callbacks, testing=True) from None
+        except (KeyboardInterrupt, SystemExit) as stop:
+            by = stopped_by(stop)
+            if by is None:
+                raise
+            finish_wandb_runs(loggers, exit_code=STOP_STATUS[by])
+            raise stop_after_sigterm(output_dir, trainer.callbacks, by, testing=True) from None
         metrics = {k: float(v) for k, v in tester.callback_metrics.items() if k.startswith("test/")}
         metrics.update(
             beyond_scan_metrics(
