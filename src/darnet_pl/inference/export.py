@@ -106,6 +106,18 @@ def check_parity(name: str, reference: torch.Tensor, exported: Any, tolerance: f
     return diff
 
 
+def check_finite_output(model: DARNet, checkpoint: Path) -> None:
+    """Finite weights can still overflow: a model whose logits are NaN/Inf is refused before anything is exported
+    (its parity check would only say the export "differs by nan")."""
+    with torch.inference_mode():
+        logits = model(example_input(model, 1))
+    if not bool(torch.isfinite(logits).all()):
+        raise ExportError(
+            f"{checkpoint}: the model's output is not finite (NaN or Inf) on a test input: its weights overflow; "
+            "use another checkpoint"
+        )
+
+
 def torchscript_bytes(model: DARNet, metadata: dict[str, Any]) -> bytes:
     """Trace ``model`` (batch left free), embed ``metadata`` as ``darnet.json``, check it on another batch size.
 
@@ -222,6 +234,7 @@ def export(
     if name is not None:
         check_name(name)
     model, meta = load_for_inference(checkpoint, map_location="cpu")
+    check_finite_output(model, checkpoint)
     folder = Path(out_dir) if out_dir is not None else checkpoint.parent
     stem = name if name is not None else checkpoint.stem
     targets = {fmt: f"{stem}{SUFFIXES[fmt]}" for fmt in FORMATS if fmt in formats}

@@ -256,6 +256,18 @@ class ModelEnsemble:
         return torch.stack(per_model)
 
 
+def check_finite_outputs(ensemble: ModelEnsemble, per_model: np.ndarray, scans: Sequence[ScanInput]) -> None:
+    """Refuse a model whose probabilities are not finite (finite weights can still overflow): a row of NaN would
+    be written with the first class as its prediction."""
+    bad = ~np.isfinite(per_model).all(axis=2)  # (M, N)
+    if bad.any():
+        model, scan = (int(i[0]) for i in np.nonzero(bad))
+        raise UsageError(
+            f"{ensemble.metadata[model].path}: the model's output is not finite (NaN or Inf) for {scans[scan].path}: "
+            "its weights overflow; use another checkpoint"
+        )
+
+
 def check_agreement(metadata: Sequence[CheckpointMetadata]) -> None:
     """Refuse an ensemble whose members would need different inputs or label different classes."""
     first = metadata[0]
@@ -456,6 +468,7 @@ def _predict_batch(
     volumes = [volume for _, volume in loaded]
     x = torch.from_numpy(np.stack(volumes)).to(device=device, dtype=torch.float32).div_(255.0)[:, None]
     per_model = ensemble.probabilities(x).cpu().numpy()  # (M, N, K)
+    check_finite_outputs(ensemble, per_model, [result.scan for result, _ in loaded])
     for i, (result, _) in enumerate(loaded):
         result.per_model = per_model[:, i]
         result.probabilities = per_model[:, i].mean(axis=0)
