@@ -60,6 +60,7 @@ from darnet_pl.inference.predict import (
 from darnet_pl.report import plots
 from darnet_pl.report.ensemble import calibration as report_calibration
 from darnet_pl.report.ensemble import paper_metrics, patient_bootstrap, patient_results
+from darnet_pl.runs.jobs import ModelSet
 from darnet_pl.utils.io import check_writable, output_folder, publish_files
 
 METRICS_JSON = "metrics.json"
@@ -202,7 +203,7 @@ def figures(
 
 
 def evaluate(
-    ckpts: Sequence[str],
+    ckpts: Sequence[str] | ModelSet,
     scans_csv: Path,
     out: Path,
     *,
@@ -313,6 +314,7 @@ def _contents(
         "scans_csv": str(scans_csv),
         "out": str(out),
         "checkpoints": [meta.path for meta in ensemble.metadata],
+        **ensemble.provenance,  # experiment, jobs (and whether finished), left_out (with why): darnet_pl.runs.jobs
         "ensemble": "single model" if len(ensemble.models) == 1 else f"mean softmax of {len(ensemble.models)} models",
         "class_names": list(names),
         "positive_class": positive,

@@ -8,7 +8,9 @@ In the output folder, each file written atomically (``darnet-evaluate`` writes t
   prob_<class>...`` per patient, whose probabilities are the **mean of the probabilities of the patient's
   readable scans** (``n_scans`` of them) and whose prediction is their argmax;
 - ``predictions.json``: the same with every model's probabilities, the checkpoints and their preprocessing, the
-  models' softmax temperatures, whether test-time augmentation was on (``tta``) and the patients;
+  models' softmax temperatures, whether test-time augmentation was on (``tta``), the patients, and which models
+  these are (``experiment``; ``jobs``: each checkpoint's job and whether it had finished; ``left_out``: the jobs of
+  the ``--ckpt`` folders not used, with why - still running, failed, interrupted; see ``darnet_pl.runs.jobs``);
 - ``errors.csv``: ``scan,path,error`` per scan that could not be read (header only when none failed).
 """
 
@@ -143,6 +145,7 @@ def render_outputs(
         "cam_method": cam_method,
         "cam_class": cam_class,
         "checkpoints": [meta.to_dict() for meta in ensemble.metadata],
+        **ensemble.provenance,  # experiment, jobs (and whether finished), left_out (with why)
         "scans": scans_json,
         "errors": [{"scan": r.scan.name, "path": str(r.scan.path), "error": r.error} for r in failed],
     }

@@ -54,7 +54,8 @@ from darnet_pl.data.readers.scans import NIFTI_SUFFIXES, ScanError, load_volume
 from darnet_pl.data.records import ScanRecord
 from darnet_pl.explain.cam import depth_attention_weights, explain, has_depth_attention, normalise
 from darnet_pl.models import DARNet
-from darnet_pl.runs.checkpoints import CheckpointMetadata, load_for_inference, resolve_checkpoints
+from darnet_pl.runs.checkpoints import CheckpointMetadata, load_for_inference
+from darnet_pl.runs.jobs import ModelSet, model_sets
 from darnet_pl.utils.io import atomic_path, storage_guard
 from darnet_pl.utils.text import safe_name
 
@@ -232,6 +233,7 @@ class ModelEnsemble:
     models: list[DARNet]
     metadata: list[CheckpointMetadata]
     tta: bool = False
+    provenance: dict[str, Any] = field(default_factory=dict)  # the experiment, jobs used and left out (ModelSet)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -281,9 +283,10 @@ def check_agreement(metadata: Sequence[CheckpointMetadata]) -> None:
                 raise UsageError(f"checkpoints disagree on the {what}: {first.path} has {a}, {other.path} has {b}")
 
 
-def load_ensemble(paths: Sequence[str], device: torch.device, tta: bool = False) -> ModelEnsemble:
-    files = resolve_checkpoints(paths)
-    loaded = [load_for_inference(path, map_location=device) for path in files]
+def load_ensemble(source: Sequence[str] | ModelSet, device: torch.device, tta: bool = False) -> ModelEnsemble:
+    """The models of a model set (``runs.jobs``), or of the ``--ckpt`` entries: finished jobs of one experiment."""
+    chosen = source if isinstance(source, ModelSet) else model_sets(source)[0]
+    loaded = [load_for_inference(path, map_location=device) for path in chosen.files]
     metadata = [meta for _, meta in loaded]
     check_agreement(metadata)
     for meta in metadata:
@@ -291,7 +294,7 @@ def load_ensemble(paths: Sequence[str], device: torch.device, tta: bool = False)
             log.warning("%s stores no preprocessing: using the defaults %s", meta.path, meta.preprocessing)
     for meta in metadata:
         temperature_of(meta)  # an unusable temperature is refused now, not at the first batch
-    return ModelEnsemble([model for model, _ in loaded], metadata, tta=tta)
+    return ModelEnsemble([model for model, _ in loaded], metadata, tta=tta, provenance=chosen.provenance())
 
 
 # ---------------------------------------------------------------------------------------------- CAM

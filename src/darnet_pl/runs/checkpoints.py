@@ -27,7 +27,7 @@ value (1.0 for checkpoints without one). Calibrated probabilities are ``softmax(
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ import torch
 from darnet_pl.data.preprocess import Preprocessing
 from darnet_pl.models import DARNet
 from darnet_pl.runs.checkpoint_checks import ImplausibleCheckpoint, architecture_of, check_finite, check_shapes
-from darnet_pl.runs.layout import BEST_CHECKPOINT_GLOB, CHECKPOINT_DIR, LAST_CHECKPOINT
+from darnet_pl.runs.jobs import best_checkpoint, resolve_checkpoints
 from darnet_pl.utils.torch_files import UnsafeOrUnreadable, load_safely
 
 MODEL_PREFIX = "net."
@@ -246,38 +246,18 @@ def load_for_inference(
     return model, meta
 
 
-def best_checkpoint(folder: Path) -> Path:
-    """The best checkpoint of one job's ``checkpoints/`` folder: its only .ckpt other than last.ckpt."""
-    candidates = sorted(p for p in folder.glob(BEST_CHECKPOINT_GLOB) if p.is_file() and p.name != LAST_CHECKPOINT)
-    if not candidates:
-        has_last = (folder / LAST_CHECKPOINT).is_file()
-        hint = " (only last.ckpt: pass it explicitly to use it)" if has_last else ""
-        raise CheckpointError(f"{folder}: no best checkpoint (a .ckpt other than last.ckpt){hint}")
-    if len(candidates) > 1:
-        names = ", ".join(p.name for p in candidates[:4])
-        raise CheckpointError(f"{folder}: {len(candidates)} candidate best checkpoints ({names}): pass one file")
-    return candidates[0]
-
-
-def resolve_checkpoints(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Checkpoint files from files, job folders (``<job>/checkpoints/``) and sweep folders (every job below).
-
-    A folder contributes the best checkpoint of each job found in it or below it, in path order.
-    """
-    found: list[Path] = []
-    for entry in paths:
-        path = Path(entry)
-        if path.is_file():
-            found.append(path)
-            continue
-        if not path.is_dir():
-            raise FileNotFoundError(f"{path}: checkpoint not found")
-        if any(path.glob(BEST_CHECKPOINT_GLOB)):
-            folders = [path]
-        else:
-            folders = sorted({p.parent for p in path.rglob(f"{CHECKPOINT_DIR}/{BEST_CHECKPOINT_GLOB}")})
-        if not folders:
-            raise CheckpointError(f"{path}: no checkpoints/ folder with .ckpt files in or below this folder")
-        found.extend(best_checkpoint(folder) for folder in folders)
-    unique = list(dict.fromkeys(p.resolve() for p in found))
-    return unique
+__all__ = [  # best_checkpoint and resolve_checkpoints live in runs.jobs (which jobs a folder hands over)
+    "MODEL_PREFIX",
+    "TEMPERATURE_KEY",
+    "CheckpointError",
+    "CheckpointMetadata",
+    "best_checkpoint",
+    "check_expected",
+    "load_for_inference",
+    "metadata_of",
+    "model_state",
+    "preprocessing_of",
+    "read_checkpoint",
+    "resolve_checkpoints",
+    "temperature_of",
+]
