@@ -61,6 +61,7 @@ from darnet_pl.report import plots
 from darnet_pl.report.ensemble import calibration as report_calibration
 from darnet_pl.report.ensemble import paper_metrics, patient_bootstrap, patient_results
 from darnet_pl.runs.jobs import ModelSet
+from darnet_pl.utils.file_kinds import not_regular
 from darnet_pl.utils.io import check_writable, output_folder, publish_files
 
 METRICS_JSON = "metrics.json"
@@ -94,6 +95,8 @@ def labelled_scans(csv_path: Path) -> list[ScanInput]:
     """The scans of a ``path,label[,patient_id]`` list, read as ``darnet-predict`` reads a list."""
     if csv_path.is_dir():
         raise UsageError(f"{csv_path}: --scans is a folder; give a CSV list with the columns path and label")
+    if (cause := not_regular(csv_path)) is not None:
+        raise UsageError(f"{csv_path}: --scans is {cause}")
     if not csv_path.is_file():
         raise FileNotFoundError(f"{csv_path}: --scans not found")
     return scan_inputs(read_scan_csv(csv_path, required=("path", "label")))

@@ -16,7 +16,6 @@ In the output folder, each file written atomically (``darnet-evaluate`` writes t
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 import json
@@ -30,6 +29,7 @@ import numpy as np
 from darnet_pl.inference.predict import TTA_FLIPS, ModelEnsemble, ScanInput, ScanResult, UsageError
 from darnet_pl.runs.layout import PREDICTIONS_FILE
 from darnet_pl.runs.predictions import prob_column
+from darnet_pl.utils.csv_cells import csv_writer
 from darnet_pl.utils.io import atomic_path, storage_guard
 
 SAVE_INTERVAL_S = 5.0
@@ -94,7 +94,7 @@ def patient_means(results: Sequence[ScanResult]) -> list[tuple[str, list[ScanRes
 
 def _csv_bytes(rows: Sequence[Sequence[Any]]) -> bytes:
     buffer = io.StringIO(newline="")
-    csv.writer(buffer).writerows(rows)
+    csv_writer(buffer).writerows(rows)  # formula-like ids and paths neutralised (utils.csv_cells)
     return buffer.getvalue().encode("utf-8")
 
 

@@ -39,6 +39,7 @@ import csv
 import datetime as dt
 import logging
 import math
+import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -56,6 +57,7 @@ from darnet_pl.explain.cam import depth_attention_weights, explain, has_depth_at
 from darnet_pl.models import DARNet
 from darnet_pl.runs.checkpoints import CheckpointMetadata, load_for_inference
 from darnet_pl.runs.jobs import ModelSet, model_sets
+from darnet_pl.utils.csv_cells import looks_like_formula, plain_cell
 from darnet_pl.utils.io import atomic_path, storage_guard
 from darnet_pl.utils.text import safe_name
 
@@ -119,9 +121,11 @@ def read_scan_csv(csv_path: Path, required: Sequence[str] = ("path",)) -> list[L
     """The rows of a CSV with a ``path`` column (and the ``required`` ones); relative paths are relative to the CSV.
 
     Optional columns: ``scan_id`` (the output name), ``patient_id`` (when the column is there, every row needs one)
-    and ``label``. Every way a list can be unusable (not UTF-8, not CSV, a missing column, no rows, an empty path or
-    patient id) is one line naming the file (and the line): a list that silently contributed no scans would look
-    like a run that predicted everything.
+    and ``label``. A scan id or path listed twice is refused (a scan counted twice would weigh twice in
+    darnet-evaluate's metrics); ids that a spreadsheet would take for a formula get one note (the outputs neutralise
+    them, ``darnet_pl.utils.csv_cells``). Every way a list can be unusable (not UTF-8, not CSV, a missing column, no
+    rows, an empty path or patient id) is one line naming the file (and the line): a list that silently contributed
+    no scans would look like a run that predicted everything.
     """
     try:
         with csv_path.open(newline="", encoding="utf-8-sig") as handle:
@@ -145,9 +149,11 @@ def _scan_rows(csv_path: Path, reader: csv.DictReader, required: Sequence[str]) 
             raise UsageError(f"{csv_path}: no '{column}' column (columns: {', '.join(columns) or 'none'})")
     with_patients = "patient_id" in columns
     rows = []
+    first_line: dict[tuple[str, str], int] = {}  # (column, value) of the scan ids and paths seen, and where
+    formulas = []
     for row in reader:
         line = reader.line_num
-        row = {(k or "").strip(): (v or "").strip() for k, v in row.items() if isinstance(v, str | None)}
+        row = {(k or "").strip(): plain_cell((v or "").strip()) for k, v in row.items() if isinstance(v, str | None)}
         if not row.get("path"):
             raise UsageError(f"{csv_path}, line {line}: empty path")
         if "\0" in row["path"]:
@@ -158,8 +164,26 @@ def _scan_rows(csv_path: Path, reader: csv.DictReader, required: Sequence[str]) 
             )
         path = Path(row["path"]).expanduser()
         path = path if path.is_absolute() else csv_path.parent / path
+        for column, value in (("scan_id", row.get("scan_id")), ("path", os.path.normpath(path))):
+            if value and (column, value) in first_line:
+                shown = f"scan_id {value!r}" if column == "scan_id" else row["path"]
+                raise UsageError(
+                    f"{csv_path}, line {line}: {shown} is also on line {first_line[column, value]}: list each scan once"
+                )
+            first_line[column, value] = line
+        formulas += [
+            (line, c, row[c]) for c in ("scan_id", "patient_id", "label") if looks_like_formula(row.get(c) or "")
+        ]
         label = row.get("label") if "label" in columns else None
         rows.append(ListedScan(path, row.get("scan_id") or None, row.get("patient_id") or None, label, line))
+    if formulas:
+        line, column, value = formulas[0]
+        more = f" (and {len(formulas) - 1} more)" if len(formulas) > 1 else ""
+        print(
+            f"note: {csv_path}, line {line}: {column} {value!r} starts like a spreadsheet formula{more}; the CSV "
+            "outputs write such cells with a leading ' so that a spreadsheet shows them as text",
+            file=sys.stderr,
+        )
     return rows
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from darnet_pl.utils.csv_cells import SafeDictWriter, plain_rows
 from darnet_pl.utils.io import atomic_path
 
 PROB_PREFIX = "prob_"
@@ -48,7 +49,7 @@ def write_predictions(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
     if not rows:
         return
     with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer = SafeDictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
 
@@ -106,7 +107,7 @@ def read_predictions(path: Path, class_names: Sequence[str] | None = None) -> Pr
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         header = reader.fieldnames or []
-        rows = list(reader)
+        rows = list(plain_rows(reader))  # ids as written, before safe_cell
     prob_columns = [name[len(PROB_PREFIX) :] for name in header if name.startswith(PROB_PREFIX)]
     names = tuple(class_names) if class_names else tuple(prob_columns)
     columns = prediction_columns(names)
