@@ -28,7 +28,7 @@ import numpy as np
 
 from darnet_pl.inference.predict import TTA_FLIPS, ModelEnsemble, ScanInput, ScanResult, UsageError
 from darnet_pl.runs.layout import PREDICTIONS_FILE
-from darnet_pl.runs.predictions import prob_column
+from darnet_pl.runs.predictions import check_probability_row, prob_column
 from darnet_pl.utils.csv_cells import csv_writer
 from darnet_pl.utils.io import atomic_path, storage_guard
 
@@ -251,6 +251,8 @@ def _result_from_json(entry: dict[str, Any], names: Sequence[str]) -> ScanResult
     result.per_model = np.array(
         [[float(m["probabilities"][n]) for n in names] for m in entry["per_model"]], dtype=np.float32
     )
+    for values in (result.probabilities, *result.per_model):
+        check_probability_row(values.tolist(), names, f"scan {scan.name!r}")
     if "cam_dir" in entry:
         result.cam_dir = str(entry["cam_dir"])
         result.extra["cam_class"] = entry.get("cam_class")
