@@ -197,3 +197,38 @@ def test_the_cell_rule_is_undone_exactly(text):
     written = safe_cell(text)
     assert plain_cell(written) == text
     assert not str(written).startswith(FORMULA_STARTS) or text in ("-0.25", "+3", "-1e-05")
+
+
+@pytest.mark.slow
+def test_training_csvs_of_formula_ids_are_safe_and_read_back_identically(tmp_path):
+    """Own scans whose patient ids start like formulas, trained tiny (``data=folder``): the split manifest, the
+    cache's records and the test predictions neutralise them, and the package's readers give the ids back."""
+    from darnet_pl.data.sources.cached import read_records
+    from darnet_pl.data.splits import read_split_manifest
+    from darnet_pl.runs.predictions import read_predictions
+    from tests.helpers.datasets import chest_volume
+    from tests.helpers.datasets import write_nifti as write_hu_nifti
+    from tests.helpers.user import run_module, user_env
+
+    starts = ("=", "+", "-", "@", "")
+    ids, lines = [], ["path,label,patient_id"]
+    for c, label in enumerate(("CP", "NCP", "Normal")):
+        for j in range(7):
+            patient = f"{starts[j % len(starts)]}{label}{j}"
+            ids.append(patient)
+            write_hu_nifti(tmp_path / "scans" / f"{label}{j}.nii.gz", chest_volume(10 * c + j))
+            lines.append(f"scans/{label}{j}.nii.gz,{label},{patient}")
+    listing = tmp_path / "my_scans.csv"
+    listing.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = run_module("darnet_pl", "+experiment=darnet", "data=folder", f"data.scan_list={listing}", "debug=tiny",
+                        "logger=none", cwd=tmp_path, timeout=600, env=user_env())  # fmt: skip
+    assert result.returncode == 0, explain(result)
+    (run,) = (tmp_path / "outputs" / "darnet" / "runs").iterdir()
+    (records,) = (tmp_path / "data" / "cache").glob("scans-*/*/records.csv")
+    for table in (run / "split_manifest.csv", run / "predictions.csv", records):
+        with table.open(newline="", encoding="utf-8") as handle:
+            cells = [cell for row in csv.reader(handle) for cell in row]
+        assert not [c for c in cells if c.startswith(FORMULA_STARTS) and not c.lstrip("+-").replace(".", "").isdigit()]
+    assert sorted({r.patient_id for r in read_split_manifest(run / "split_manifest.csv")[0]}) == sorted(ids)
+    assert sorted(r.patient_id for r in read_records(records)) == sorted(ids)
+    assert set(read_predictions(run / "predictions.csv").patient_ids.tolist()) <= set(ids)
