@@ -208,7 +208,8 @@ class ModelSet:
             uses[use] = uses.get(use, 0) + 1
         parts = ", ".join(f"{n} {use}" for use, n in uses.items())
         left = f"; {len(self.skipped)} job(s) left out (see the notes)" if self.skipped else ""
-        return f"{self.experiment}: {len(self.members)} model(s): {parts}{left}"
+        which = "" if self.experiment == UNKNOWN_EXPERIMENT else f"{self.experiment}: "
+        return f"{which}{len(self.members)} model(s): {parts}{left}"
 
     def provenance(self) -> dict[str, object]:
         """What the outputs record: the experiment, the jobs used and those left out with why."""
