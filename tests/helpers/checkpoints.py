@@ -58,3 +58,27 @@ def write_scan_list(path: Path, rows: list[dict[str, str]]) -> Path:
     lines = [",".join(columns)] + [",".join(row.get(c, "") for c in columns) for row in rows]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def edited_checkpoint(
+    source: Path,
+    target: Path,
+    hyper_parameters: dict | None = None,
+    tensors: dict[str, torch.Tensor] | None = None,
+    drop: tuple[str, ...] = (),
+) -> Path:
+    """A copy of ``source`` with some hyper-parameters and state-dict tensors replaced (keys as in the file, e.g.
+    ``net.fc.weight``) and ``drop`` removed: what a damaged, hand-edited or hostile file holds."""
+    checkpoint = torch.load(source, map_location="cpu", weights_only=True)
+    checkpoint["hyper_parameters"] = {**checkpoint["hyper_parameters"], **(hyper_parameters or {})}
+    state = {k: v for k, v in checkpoint["state_dict"].items() if k not in drop}
+    checkpoint["state_dict"] = {**state, **(tensors or {})}
+    torch.save(checkpoint, target)
+    return target
+
+
+def with_values(source: Path, key: str, index: int, value: float) -> dict[str, torch.Tensor]:
+    """``{key: tensor}``: the tensor ``key`` of ``source`` with its ``index``-th element (flat) set to ``value``."""
+    tensor = torch.load(source, map_location="cpu", weights_only=True)["state_dict"][key].clone()
+    tensor.view(-1)[index] = value
+    return {key: tensor}

@@ -88,3 +88,31 @@ def write_job(
     (path / "test_metrics.json").write_text(
         json.dumps({"test/loss": 0.3, **{f"test/{k}": v for k, v in values.items()}})
     )
+
+
+def write_trained_job(
+    path: Path,
+    variant: str,
+    fold: int,
+    checkpoint: Path,
+    state: str = "finished",
+    experiment: str = "smoke_ablation",
+    extra=(),
+) -> Path:
+    """A sweep job folder (``write_job``'s config and overrides) holding a copy of ``checkpoint`` as its best
+    checkpoint, left in ``state``: ``finished`` (test_metrics.json), ``interrupted`` (last.ckpt and no metrics),
+    ``failed`` (failed.json, as a sweep job records it) or ``untested`` (the checkpoint only). A running job is one
+    of these whose lock a test holds (``darnet_pl.runs.job_guard.job_lock``)."""
+    import shutil
+
+    write_job(path, variant, fold, None, [], extra, experiment=experiment)
+    (path / "checkpoints").mkdir()
+    shutil.copy(checkpoint, path / "checkpoints" / "epoch001.ckpt")
+    if state == "finished":
+        (path / "test_metrics.json").write_text(json.dumps({"test/loss": 0.3}))
+    elif state == "interrupted":
+        shutil.copy(checkpoint, path / "checkpoints" / "last.ckpt")
+    elif state == "failed":
+        failure = {"error": "data.size=[8,8,8]: the model input is too small", "traceback": None}
+        (path / "failed.json").write_text(json.dumps(failure))
+    return path

@@ -171,6 +171,7 @@ def test_a_fold_ensemble_from_a_sweep_folder(tiny_checkpoint, phantoms, tmp_path
     for fold in ("fold0", "fold1"):
         (sweep / fold / "checkpoints").mkdir(parents=True)
         shutil.copy(tiny_checkpoint, sweep / fold / "checkpoints" / "epoch001.ckpt")
+        (sweep / fold / "test_metrics.json").write_text("{}")  # a finished job: tested
     out = tmp_path / "eval"
     code = main(["--ckpt", str(sweep), "--scans", str(phantoms["all"]), "--out", str(out), "--bootstrap", "0"])
     assert code == 0, capsys.readouterr().err

@@ -14,6 +14,7 @@ import torch
 from darnet_pl.cli.export import main
 from darnet_pl.inference.export import read_onnx_metadata, read_torchscript_metadata
 from darnet_pl.runs.checkpoints import CheckpointError, load_for_inference, resolve_checkpoints
+from darnet_pl.runs.jobs import JobSelectionError
 from tests.helpers.checkpoints import make_checkpoint
 
 SIZE = (16, 32, 32)
@@ -171,8 +172,11 @@ def test_weights_that_do_not_fit_are_refused(ckpt, tmp_path):
 def test_resolve_checkpoints_errors(tmp_path):
     (tmp_path / "job" / "checkpoints").mkdir(parents=True)
     (tmp_path / "job" / "checkpoints" / "last.ckpt").write_bytes(b"")
-    with pytest.raises(CheckpointError, match=r"only last\.ckpt"):
+    with pytest.raises(JobSelectionError, match=r"interrupted \(last\.ckpt and no test_metrics\.json"):
+        resolve_checkpoints([tmp_path / "job"])
+    (tmp_path / "job" / "test_metrics.json").write_text("{}")
+    with pytest.raises(JobSelectionError, match=r"only last\.ckpt"):
         resolve_checkpoints([tmp_path / "job"])
     (tmp_path / "empty").mkdir()
-    with pytest.raises(CheckpointError, match="no checkpoints/ folder"):
+    with pytest.raises(JobSelectionError, match="no checkpoints/ folder"):
         resolve_checkpoints([tmp_path / "empty"])

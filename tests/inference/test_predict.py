@@ -228,6 +228,7 @@ def test_run_and_sweep_folders_use_each_jobs_best_checkpoint(ckpts, scans, tmp_p
         folder.mkdir(parents=True)
         shutil.copy(ckpts[name], folder / "epoch003.ckpt")
         shutil.copy(ckpts["small"], folder / "last.ckpt")  # would disagree if it were picked
+        (folder.parent / "test_metrics.json").write_text("{}")  # a finished job: tested
     out = tmp_path / "one"
     assert main(["--ckpt", str(sweep / "0"), "--out", str(out), str(scans["nifti"])]) == 0
     (used,) = json.loads((out / "predictions.json").read_text())["checkpoints"]

@@ -240,3 +240,18 @@ def test_out_that_is_a_file_is_one_line(tiny_checkpoint, scans, tmp_path, cwd):
     assert result.returncode == 2
     assert only_line(result.stderr) == f"error: {target}: --out exists and is not a folder"
     assert target.read_text() == "mine"
+
+
+def test_resume_refuses_an_earlier_run_whose_probabilities_were_edited(tiny_checkpoint, scans, tmp_path, cwd):
+    out = tmp_path / "run"
+    assert run_tool(PREDICT, "--ckpt", tiny_checkpoint, "--out", out, scans[0], cwd=cwd).returncode == 0
+    saved = json.loads((out / "predictions.json").read_text())
+    saved["scans"][0]["probabilities"]["CP"] += 0.5
+    (out / "predictions.json").write_text(json.dumps(saved))
+    result = run_tool(PREDICT, "--ckpt", tiny_checkpoint, "--resume", "--out", out, *scans[:2], cwd=cwd)
+    assert result.returncode == 2
+    total = sum(saved["scans"][0]["probabilities"].values())
+    assert only_line(result.stderr) == (
+        f"error: {out / 'predictions.json'}: a damaged scan entry (InvalidPredictions: scan 'scan00': the "
+        f"probabilities sum to {total:.6g}, not 1)"
+    )

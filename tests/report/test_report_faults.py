@@ -53,6 +53,41 @@ def test_impossible_predictions_name_the_file_and_write_no_report(sweep, cwd, co
     assert not (sweep / "report").exists() and every_file(cwd) == []
 
 
+def cells(path: Path, line: int) -> dict[str, str]:
+    lines = path.read_text().splitlines()
+    return dict(zip(lines[0].split(","), lines[line - 1].split(","), strict=True))
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("prob_CP", "0.999"), ("prob_Normal", "0")],
+    ids=["sums-above-one", "sums-below-one"],
+)
+def test_a_probability_row_not_summing_to_one_names_the_file_and_row(sweep, cwd, column, value):
+    predictions = sweep / "fold0" / "predictions.csv"
+    row = cells(predictions, 3)
+    total = sum(float(row[c]) for c in ("prob_CP", "prob_NCP", "prob_Normal")) - float(row[column]) + float(value)
+    edit_cell(predictions, 3, column, value)
+    result = run_tool(REPORT, sweep, "--bootstrap", "20", cwd=cwd)
+    assert result.returncode == 2
+    assert only_line(result.stderr) == f"error: {predictions}, line 3: the probabilities sum to {total:.6g}, not 1"
+    assert not (sweep / "report").exists() and every_file(cwd) == []
+
+
+def test_scores_that_are_not_probabilities_are_refused_at_the_first_row(sweep, cwd):
+    """A table of logits (what a model outputs before the softmax) in place of probabilities."""
+    predictions = sweep / "fold1" / "predictions.csv"
+    lines = predictions.read_text().splitlines()
+    header = lines[0].split(",")
+    first = lines[1].split(",")
+    for column in ("prob_CP", "prob_NCP", "prob_Normal"):
+        first[header.index(column)] = "-1.25"
+    predictions.write_text("\n".join([lines[0], ",".join(first), *lines[2:]]) + "\n")
+    result = run_tool(REPORT, sweep, "--bootstrap", "20", cwd=cwd)
+    assert result.returncode == 2
+    assert only_line(result.stderr) == f"error: {predictions}, line 2: prob_CP is '-1.25', not a probability in [0, 1]"
+
+
 def test_missing_probability_column_leaves_the_job_out_of_the_ensemble_with_a_note(sweep, cwd):
     predictions = sweep / "fold1" / "predictions.csv"
     lines = predictions.read_text().splitlines()

@@ -12,9 +12,9 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from darnet_pl.cli.ensemble_options import add_ensemble_options
+from darnet_pl.cli.ensemble_options import add_ensemble_options, chosen_model_sets
 from darnet_pl.evaluation.evaluate import Evaluation, evaluate
-from darnet_pl.inference.predict import pick_device
+from darnet_pl.inference.predict import check_out_dir, pick_device
 from darnet_pl.utils.console import OneLineParser
 from darnet_pl.utils.errors import console_tool
 from darnet_pl.utils.exit_codes import EXIT_OK, EXIT_SCAN_ERRORS
@@ -28,8 +28,8 @@ def build_parser() -> OneLineParser:
     )
     add_ensemble_options(
         parser,
-        ckpt_help="a checkpoint file, a run folder (its best checkpoint) or a sweep folder (the fold ensemble); "
-        "repeat the option to average several",
+        ckpt_help="a checkpoint file, a run folder (its best checkpoint) or a sweep folder (the fold ensemble of its "
+        "finished jobs, one experiment); repeat the option to average several",
         out_help="output folder (refused when not empty)",
         type=Path,
         required=True,
@@ -65,13 +65,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def body() -> int:
-        result = evaluate(
-            args.ckpt, args.scans.expanduser(), args.out.expanduser(), device=pick_device(args.device),
-            tta=args.tta, n_bootstrap=args.bootstrap, seed=args.seed, positive_class=args.positive_class,
-            batch_size=args.batch_size, overwrite=args.overwrite,
-        )  # fmt: skip
-        print("\n".join(summary_lines(result)))
-        return EXIT_SCAN_ERRORS if result.n_failed else EXIT_OK
+        out = args.out.expanduser()
+        device = pick_device(args.device)
+        sets = chosen_model_sets(args)  # which jobs, of which experiment(s): one line and nothing loaded if refused
+        if args.per_experiment:
+            check_out_dir(out, args.overwrite, resume=False, resumable=False)
+        failed = False
+        for chosen in sets:
+            result = evaluate(
+                chosen, args.scans.expanduser(), out / chosen.folder_name if args.per_experiment else out,
+                device=device, tta=args.tta, n_bootstrap=args.bootstrap, seed=args.seed,
+                positive_class=args.positive_class, batch_size=args.batch_size, overwrite=args.overwrite,
+            )  # fmt: skip
+            print("\n".join([*summary_lines(result), f"models: {chosen.summary()}"]))
+            failed = failed or bool(result.n_failed)
+        return EXIT_SCAN_ERRORS if failed else EXIT_OK
 
     return console_tool(body, stopped="stopped: nothing was written (the files are written together, at the end)")
 

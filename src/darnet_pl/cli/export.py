@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from darnet_pl.cli.ensemble_options import add_best_so_far
 from darnet_pl.inference.export import DEFAULT_OPSET, FORMATS, MIN_OPSET, export
 from darnet_pl.utils.console import OneLineParser
 from darnet_pl.utils.errors import console_tool
@@ -15,7 +16,10 @@ def build_parser() -> OneLineParser:
         prog="darnet-export",
         description="Export a DARNet checkpoint as TorchScript and/or ONNX with its preprocessing metadata.",
     )
-    parser.add_argument("--ckpt", required=True, help="the checkpoint (.ckpt) to export")
+    parser.add_argument(
+        "--ckpt", required=True, help="the checkpoint (.ckpt) to export, or a run folder (its best checkpoint)"
+    )
+    add_best_so_far(parser)
     parser.add_argument("--format", nargs="+", choices=FORMATS, default=list(FORMATS), help="default: both")
     parser.add_argument("--out", default=None, help="output folder (default: the checkpoint's folder)")
     parser.add_argument("--name", default=None, help="file name stem (default: the checkpoint's)")
@@ -30,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def body() -> int:
-        written = export(args.ckpt, args.out, args.format, args.name, args.opset, args.overwrite)
+        written = export(args.ckpt, args.out, args.format, args.name, args.opset, args.overwrite, args.best_so_far)
         for fmt, path in written.items():
             print(f"{fmt}: {path}")
         return EXIT_OK

@@ -8,12 +8,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from darnet_pl.cli.ensemble_options import add_ensemble_options
+import torch
+
+from darnet_pl.cli.ensemble_options import add_ensemble_options, chosen_model_sets
 from darnet_pl.explain.cam import CAM_METHODS
 from darnet_pl.inference.outputs import Saver, earlier_results
 from darnet_pl.inference.predict import (
     DEFAULT_OUT_ROOT,
+    ModelEnsemble,
     Progress,
+    ScanInput,
     UsageError,
     check_out_dir,
     expand_inputs,
@@ -53,8 +57,8 @@ def build_parser() -> OneLineParser:
     )
     add_ensemble_options(
         parser,
-        ckpt_help="a checkpoint file, or a run/sweep folder (each job contributes its best checkpoint); repeat the "
-        "option for an ensemble",
+        ckpt_help="a checkpoint file, or a run/sweep folder (each finished job contributes its best checkpoint; one "
+        "experiment per folder); repeat the option for an ensemble",
         out_help=f"output folder (default ./{DEFAULT_OUT_ROOT}/<timestamp>)",
         default=None,
     )
@@ -81,34 +85,74 @@ def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
     scans = expand_inputs(args.inputs)
     out = out_dir(args.out)
     check_out_dir(out, args.overwrite, args.resume)  # before the slow part; again below, once the folder is ours
-    ensemble = load_ensemble(args.ckpt, device, tta=args.tta)
+    sets = chosen_model_sets(args)  # which jobs, of which experiment(s): one line and nothing loaded if refused
+    ensemble = load_ensemble(sets[0], device, tta=args.tta)
+    cam_method = args.cam_method if args.cam else None
+    command = resume_command(argv, out, args.out is not None)
+    lines, failed_any = [], False
+    with output_folder(out, "darnet-predict"):
+        check_out_dir(out, args.overwrite, args.resume)
+        check_writable(out)  # a read-only folder is refused now, not after every scan was predicted
+        for index, chosen in enumerate(sets):
+            if index:
+                ensemble = load_ensemble(chosen, device, tta=args.tta)
+            target = out / chosen.folder_name if args.per_experiment else out
+            later = len(scans) * (len(sets) - index - 1)  # predictions of the experiments after this one
+            try:
+                summary, failed = _predict_one(args, ensemble, scans, target, device, cam_method, command, later)
+            except _Stopped as stopped:
+                return stopped.code  # what was kept and how to continue is printed
+            failed_any = failed_any or failed
+            lines += [summary, f"models: {chosen.summary()}"]
+    print("\n".join(lines))
+    return EXIT_SCAN_ERRORS if failed_any else EXIT_OK
+
+
+def _predict_one(
+    args: argparse.Namespace,
+    ensemble: ModelEnsemble,
+    scans: Sequence[ScanInput],
+    out: Path,
+    device: torch.device,
+    cam_method: str | None,
+    command: str,
+    later: int,
+) -> tuple[str, bool]:
+    """One ensemble's predictions into ``out``: its summary line and whether some scans failed. Stopped by Ctrl-C or
+    SIGTERM: ``_Stopped`` after one line saying what was kept and the command that goes on (``later`` scans of the
+    ensembles after this one are still to do)."""
     cam_class = None
     if args.cam_class is not None:
         if args.cam_class not in ensemble.class_names:
             raise UsageError(f"--cam-class {args.cam_class!r} is not one of {list(ensemble.class_names)}")
         cam_class = ensemble.class_names.index(args.cam_class)
-    cam_method = args.cam_method if args.cam else None
-    with output_folder(out, "darnet-predict"):
-        check_out_dir(out, args.overwrite, args.resume)
-        check_writable(out)  # a read-only folder is refused now, not after every scan was predicted
-        earlier = earlier_results(out, ensemble, scans, cam_method, args.cam_class) if args.resume else {}
-        done = Progress(scans, dict(earlier))
-        save = Saver(out, ensemble, cam_method, args.cam_class)
-        try:
-            results = predict(
-                ensemble, scans, out, device=device, batch_size=args.batch_size, cam_method=cam_method,
-                cam_class=cam_class, cam_slices=args.cam_slices, done=done, after_batch=save,
-            )  # fmt: skip
-        except (KeyboardInterrupt, Terminated) as stop:
-            save(done.results(), final=True)
-            return interrupted(stop, done, out, resume_command(argv, out, args.out is not None))
-        except StorageError as error:
-            raise with_resume_hint(error, out, resume_command(argv, out, args.out is not None)) from None
-        save(results, final=True)
+    out.mkdir(exist_ok=True)
+    earlier = earlier_results(out, ensemble, scans, cam_method, args.cam_class) if args.resume else {}
+    done = Progress(scans, dict(earlier))
+    save = Saver(out, ensemble, cam_method, args.cam_class)
+    try:
+        results = predict(
+            ensemble, scans, out, device=device, batch_size=args.batch_size, cam_method=cam_method,
+            cam_class=cam_class, cam_slices=args.cam_slices, done=done, after_batch=save,
+        )  # fmt: skip
+    except (KeyboardInterrupt, Terminated) as stop:
+        save(done.results(), final=True)
+        raise _Stopped(interrupted(stop, done, out, command, later)) from None
+    except StorageError as error:
+        raise with_resume_hint(error, out, command) from None
+    save(results, final=True)
     failed = sum(r.error is not None for r in results)
     kept = f" ({len(earlier)} kept from the earlier run)" if earlier else ""
-    print(f"{len(results) - failed} of {len(results)} scan(s) predicted{kept}, {failed} failed; results in {out}")
-    return EXIT_SCAN_ERRORS if failed else EXIT_OK
+    line = f"{len(results) - failed} of {len(results)} scan(s) predicted{kept}, {failed} failed; results in {out}"
+    return line, failed > 0
+
+
+class _Stopped(Exception):
+    """A run stopped by Ctrl-C or SIGTERM after saying so; ``code`` is its exit status."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
 
 
 def with_resume_hint(error: StorageError, out: Path, command: str) -> StorageError:
@@ -118,10 +162,11 @@ def with_resume_hint(error: StorageError, out: Path, command: str) -> StorageErr
     return StorageError(error.errno, f"{error}; the scans saved before are kept, to continue: {command}")
 
 
-def interrupted(stop: BaseException, done: Progress, out: Path, command: str) -> int:
-    """One line: what was kept and the command that predicts the rest; exit 130 (Ctrl-C) or 143 (SIGTERM)."""
+def interrupted(stop: BaseException, done: Progress, out: Path, command: str, later: int = 0) -> int:
+    """One line: what was kept and the command that predicts the rest (``later``: predictions of other experiments
+    still to do); exit 130 (Ctrl-C) or 143 (SIGTERM)."""
     signal_name, code = ("SIGTERM", EXIT_SIGTERM) if isinstance(stop, Terminated) else ("Ctrl-C", EXIT_SIGINT)
-    kept, left = len(done.finished), len(done.todo())
+    kept, left = len(done.finished), len(done.todo()) + later
     print(
         f"stopped by {signal_name}: {kept} scan(s) done and kept in {out / 'predictions.csv'}; to predict the other "
         f"{left}, run: {command}",

@@ -38,6 +38,7 @@ import numpy as np
 from darnet_pl.data.preprocess import Preprocessing
 from darnet_pl.data.readers.scans import ScanError, ScanNote, ScanProblem, collecting_notes, load_volume
 from darnet_pl.data.records import ScanRecord
+from darnet_pl.utils.csv_cells import csv_writer, plain_rows
 from darnet_pl.utils.io import StorageError, atomic_path, storage_error, write_json_atomic, write_text_atomic
 from darnet_pl.utils.worker_pool import worker_count, worker_pool
 
@@ -130,7 +131,7 @@ class VolumeCache:
             return {}
         table: dict[str, VolumeHash] = {}
         with path.open(newline="", encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
+            for row in plain_rows(csv.DictReader(handle)):
                 try:
                     table[row["key"]] = VolumeHash(row["sha256"], int(row["file_bytes"]), int(row["mtime_ns"]))
                 except (KeyError, TypeError, ValueError):  # a damaged row: hashed again at the next ingest
@@ -144,7 +145,7 @@ class VolumeCache:
     def write_hashes(self, table: Mapping[str, VolumeHash]) -> None:
         """Write ``volume_hashes.csv`` atomically (sorted by key)."""
         buffer = io.StringIO()
-        writer = csv.writer(buffer)
+        writer = csv_writer(buffer)
         writer.writerow(VOLUME_HASH_COLUMNS)
         for key in sorted(table):
             writer.writerow((key, *table[key]))
@@ -410,7 +411,7 @@ def write_report(cache: VolumeCache, report: IngestReport) -> None:
     }
     write_json_atomic(cache.directory / INGEST_REPORT_JSON, payload)
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = csv_writer(buffer)
     writer.writerow(ScanProblem._fields)
     writer.writerows(report.failed)
     write_text_atomic(cache.directory / INGEST_REPORT_CSV, buffer.getvalue())

@@ -16,6 +16,9 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from darnet_pl.utils.csv_cells import plain_cell
+from darnet_pl.utils.file_kinds import not_regular
+
 ErrorFactory = Callable[[str, str], Exception]
 """``(where, cause) -> exception``: each reader raises its own error type (``ScanError``, ``SplitError``, ...)."""
 
@@ -35,6 +38,8 @@ def decode_text(path: Path, error: ErrorFactory = TableError) -> str:
     Guessing another encoding could silently turn ids into other ids; saying where the file is wrong lets the
     user re-save it as UTF-8.
     """
+    if (cause := not_regular(path)) is not None:  # a FIFO would block read_bytes for ever
+        raise error(str(path), cause)
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -78,7 +83,7 @@ def read_table(
             row = {name: "" for name in header if name}
             for name, value in zip(header, values, strict=False):
                 if name:
-                    row[name] = value.strip()
+                    row[name] = plain_cell(value.strip())  # a value the package wrote neutralised, as it was
             rows.append((reader.line_num, row))
     except csv.Error as exc:
         raise error(f"{path}:{reader.line_num}", f"malformed CSV ({exc})") from None

@@ -7,7 +7,6 @@ other K-1 chunks and tests on ``test`` - the paper's protocol. Nothing here know
 
 from __future__ import annotations
 
-import csv
 import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,6 +17,7 @@ import numpy as np
 
 from darnet_pl.data.csv_tables import read_table
 from darnet_pl.data.records import ScanRecord
+from darnet_pl.utils.csv_cells import csv_writer
 from darnet_pl.utils.io import atomic_path
 
 TEST_CHUNK = "test"
@@ -179,7 +179,7 @@ def write_split_manifest(
 ) -> Path:
     """Write the manifest atomically, in the format ``read_split_manifest`` reads."""
     with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
+        writer = csv_writer(handle)
         writer.writerow(MANIFEST_COLUMNS)
         for r in records:
             writer.writerow([r.class_name, r.patient_id, r.scan_id, r.n_slices or "", chunks[r.key]])

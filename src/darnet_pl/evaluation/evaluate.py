@@ -58,8 +58,10 @@ from darnet_pl.inference.predict import (
     scan_inputs,
 )
 from darnet_pl.report import plots
+from darnet_pl.runs.jobs import ModelSet
 from darnet_pl.stats import calibration as calibration_of
 from darnet_pl.stats import paper_metrics, patient_bootstrap, patient_results
+from darnet_pl.utils.file_kinds import not_regular
 from darnet_pl.utils.io import check_writable, output_folder, publish_files
 
 METRICS_JSON = "metrics.json"
@@ -93,6 +95,8 @@ def labelled_scans(csv_path: Path) -> list[ScanInput]:
     """The scans of a ``path,label[,patient_id]`` list, read as ``darnet-predict`` reads a list."""
     if csv_path.is_dir():
         raise UsageError(f"{csv_path}: --scans is a folder; give a CSV list with the columns path and label")
+    if (cause := not_regular(csv_path)) is not None:
+        raise UsageError(f"{csv_path}: --scans is {cause}")
     if not csv_path.is_file():
         raise FileNotFoundError(f"{csv_path}: --scans not found")
     return scan_inputs(read_scan_csv(csv_path, required=("path", "label")))
@@ -203,7 +207,7 @@ def figures(
 
 
 def evaluate(
-    ckpts: Sequence[str],
+    ckpts: Sequence[str] | ModelSet,
     scans_csv: Path,
     out: Path,
     *,
@@ -314,6 +318,7 @@ def _contents(
         "scans_csv": str(scans_csv),
         "out": str(out),
         "checkpoints": [meta.path for meta in ensemble.metadata],
+        **ensemble.provenance,  # experiment, jobs (and whether finished), left_out (with why): darnet_pl.runs.jobs
         "ensemble": "single model" if len(ensemble.models) == 1 else f"mean softmax of {len(ensemble.models)} models",
         "class_names": list(names),
         "positive_class": positive,

@@ -24,6 +24,7 @@ import io
 import json
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Sequence
 from importlib import metadata as importlib_metadata
@@ -34,6 +35,7 @@ import torch
 
 from darnet_pl.models import DARNet
 from darnet_pl.runs.checkpoints import CheckpointMetadata, load_for_inference
+from darnet_pl.runs.jobs import single_model
 from darnet_pl.utils.io import check_writable, output_folder, publish_files
 
 METADATA_KEY = "darnet"
@@ -104,6 +106,18 @@ def check_parity(name: str, reference: torch.Tensor, exported: Any, tolerance: f
     if not diff <= tolerance:
         raise ExportError(f"{name}: exported model differs from the checkpoint's by {diff:.2e} (> {tolerance})")
     return diff
+
+
+def check_finite_output(model: DARNet, checkpoint: Path) -> None:
+    """Finite weights can still overflow: a model whose logits are NaN/Inf is refused before anything is exported
+    (its parity check would only say the export "differs by nan")."""
+    with torch.inference_mode():
+        logits = model(example_input(model, 1))
+    if not bool(torch.isfinite(logits).all()):
+        raise ExportError(
+            f"{checkpoint}: the model's output is not finite (NaN or Inf) on a test input: its weights overflow; "
+            "use another checkpoint"
+        )
 
 
 def torchscript_bytes(model: DARNet, metadata: dict[str, Any]) -> bytes:
@@ -213,15 +227,21 @@ def export(
     name: str | None = None,
     opset: int = DEFAULT_OPSET,
     overwrite: bool = False,
+    best_so_far: bool = False,
 ) -> dict[str, Path]:
-    """Export ``checkpoint`` in ``formats``; returns {format or "metadata": written path}."""
-    checkpoint = Path(checkpoint)
+    """Export ``checkpoint`` (a file, or a run folder whose job finished; ``best_so_far``: also an unfinished job's
+    best checkpoint so far) in ``formats``; returns {format or "metadata": written path}."""
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise ExportError(f"unknown format(s) {unknown}: expected some of {list(FORMATS)}")
     if name is not None:
         check_name(name)
+    member, chosen = single_model(checkpoint, best_so_far)  # a run folder: its best checkpoint, if finished
+    for skipped in chosen.skipped:
+        print(f"note: {skipped.line()}", file=sys.stderr)
+    checkpoint = member.checkpoint
     model, meta = load_for_inference(checkpoint, map_location="cpu")
+    check_finite_output(model, checkpoint)
     folder = Path(out_dir) if out_dir is not None else checkpoint.parent
     stem = name if name is not None else checkpoint.stem
     targets = {fmt: f"{stem}{SUFFIXES[fmt]}" for fmt in FORMATS if fmt in formats}
@@ -232,7 +252,7 @@ def export(
     with output_folder(folder, "darnet-export"):  # locked while exporting: no second export writes here meanwhile
         check_writable(folder)  # a read-only folder is refused before the slow part, not after it
         check_not_there(folder, targets.values(), overwrite)  # again, now that the folder is ours
-        metadata = export_metadata(meta, checkpoint)
+        metadata = {**export_metadata(meta, checkpoint), **chosen.provenance()}  # + the job, whether it finished
         contents: dict[str, bytes] = {}
         if "torchscript" in targets:
             contents[targets["torchscript"]] = torchscript_bytes(model, metadata)

@@ -8,13 +8,14 @@ In the output folder, each file written atomically (``darnet-evaluate`` writes t
   prob_<class>...`` per patient, whose probabilities are the **mean of the probabilities of the patient's
   readable scans** (``n_scans`` of them) and whose prediction is their argmax;
 - ``predictions.json``: the same with every model's probabilities, the checkpoints and their preprocessing, the
-  models' softmax temperatures, whether test-time augmentation was on (``tta``) and the patients;
+  models' softmax temperatures, whether test-time augmentation was on (``tta``), the patients, and which models
+  these are (``experiment``; ``jobs``: each checkpoint's job and whether it had finished; ``left_out``: the jobs of
+  the ``--ckpt`` folders not used, with why - still running, failed, interrupted; see ``darnet_pl.runs.jobs``);
 - ``errors.csv``: ``scan,path,error`` per scan that could not be read (header only when none failed).
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 import json
@@ -27,7 +28,8 @@ import numpy as np
 
 from darnet_pl.inference.predict import TTA_FLIPS, ModelEnsemble, ScanInput, ScanResult, UsageError
 from darnet_pl.runs.layout import PREDICTIONS_FILE
-from darnet_pl.runs.predictions import prob_column
+from darnet_pl.runs.predictions import check_probability_row, prob_column
+from darnet_pl.utils.csv_cells import csv_writer
 from darnet_pl.utils.io import atomic_path, storage_guard
 
 SAVE_INTERVAL_S = 5.0
@@ -92,7 +94,7 @@ def patient_means(results: Sequence[ScanResult]) -> list[tuple[str, list[ScanRes
 
 def _csv_bytes(rows: Sequence[Sequence[Any]]) -> bytes:
     buffer = io.StringIO(newline="")
-    csv.writer(buffer).writerows(rows)
+    csv_writer(buffer).writerows(rows)  # formula-like ids and paths neutralised (utils.csv_cells)
     return buffer.getvalue().encode("utf-8")
 
 
@@ -143,6 +145,7 @@ def render_outputs(
         "cam_method": cam_method,
         "cam_class": cam_class,
         "checkpoints": [meta.to_dict() for meta in ensemble.metadata],
+        **ensemble.provenance,  # experiment, jobs (and whether finished), left_out (with why)
         "scans": scans_json,
         "errors": [{"scan": r.scan.name, "path": str(r.scan.path), "error": r.error} for r in failed],
     }
@@ -248,6 +251,8 @@ def _result_from_json(entry: dict[str, Any], names: Sequence[str]) -> ScanResult
     result.per_model = np.array(
         [[float(m["probabilities"][n]) for n in names] for m in entry["per_model"]], dtype=np.float32
     )
+    for values in (result.probabilities, *result.per_model):
+        check_probability_row(values.tolist(), names, f"scan {scan.name!r}")
     if "cam_dir" in entry:
         result.cam_dir = str(entry["cam_dir"])
         result.extra["cam_class"] = entry.get("cam_class")

@@ -39,6 +39,7 @@ import csv
 import datetime as dt
 import logging
 import math
+import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -54,7 +55,9 @@ from darnet_pl.data.readers.scans import NIFTI_SUFFIXES, ScanError, load_volume
 from darnet_pl.data.records import ScanRecord
 from darnet_pl.explain.cam import depth_attention_weights, explain, has_depth_attention, normalise
 from darnet_pl.models import DARNet
-from darnet_pl.runs.checkpoints import CheckpointMetadata, load_for_inference, resolve_checkpoints
+from darnet_pl.runs.checkpoints import CheckpointMetadata, load_for_inference
+from darnet_pl.runs.jobs import ModelSet, model_sets
+from darnet_pl.utils.csv_cells import looks_like_formula, plain_cell
 from darnet_pl.utils.io import atomic_path, storage_guard
 from darnet_pl.utils.text import safe_name
 
@@ -118,9 +121,11 @@ def read_scan_csv(csv_path: Path, required: Sequence[str] = ("path",)) -> list[L
     """The rows of a CSV with a ``path`` column (and the ``required`` ones); relative paths are relative to the CSV.
 
     Optional columns: ``scan_id`` (the output name), ``patient_id`` (when the column is there, every row needs one)
-    and ``label``. Every way a list can be unusable (not UTF-8, not CSV, a missing column, no rows, an empty path or
-    patient id) is one line naming the file (and the line): a list that silently contributed no scans would look
-    like a run that predicted everything.
+    and ``label``. A scan id or path listed twice is refused (a scan counted twice would weigh twice in
+    darnet-evaluate's metrics); ids that a spreadsheet would take for a formula get one note (the outputs neutralise
+    them, ``darnet_pl.utils.csv_cells``). Every way a list can be unusable (not UTF-8, not CSV, a missing column, no
+    rows, an empty path or patient id) is one line naming the file (and the line): a list that silently contributed
+    no scans would look like a run that predicted everything.
     """
     try:
         with csv_path.open(newline="", encoding="utf-8-sig") as handle:
@@ -144,9 +149,11 @@ def _scan_rows(csv_path: Path, reader: csv.DictReader, required: Sequence[str]) 
             raise UsageError(f"{csv_path}: no '{column}' column (columns: {', '.join(columns) or 'none'})")
     with_patients = "patient_id" in columns
     rows = []
+    first_line: dict[tuple[str, str], int] = {}  # (column, value) of the scan ids and paths seen, and where
+    formulas = []
     for row in reader:
         line = reader.line_num
-        row = {(k or "").strip(): (v or "").strip() for k, v in row.items() if isinstance(v, str | None)}
+        row = {(k or "").strip(): plain_cell((v or "").strip()) for k, v in row.items() if isinstance(v, str | None)}
         if not row.get("path"):
             raise UsageError(f"{csv_path}, line {line}: empty path")
         if "\0" in row["path"]:
@@ -157,8 +164,26 @@ def _scan_rows(csv_path: Path, reader: csv.DictReader, required: Sequence[str]) 
             )
         path = Path(row["path"]).expanduser()
         path = path if path.is_absolute() else csv_path.parent / path
+        for column, value in (("scan_id", row.get("scan_id")), ("path", os.path.normpath(path))):
+            if value and (column, value) in first_line:
+                shown = f"scan_id {value!r}" if column == "scan_id" else row["path"]
+                raise UsageError(
+                    f"{csv_path}, line {line}: {shown} is also on line {first_line[column, value]}: list each scan once"
+                )
+            first_line[column, value] = line
+        formulas += [
+            (line, c, row[c]) for c in ("scan_id", "patient_id", "label") if looks_like_formula(row.get(c) or "")
+        ]
         label = row.get("label") if "label" in columns else None
         rows.append(ListedScan(path, row.get("scan_id") or None, row.get("patient_id") or None, label, line))
+    if formulas:
+        line, column, value = formulas[0]
+        more = f" (and {len(formulas) - 1} more)" if len(formulas) > 1 else ""
+        print(
+            f"note: {csv_path}, line {line}: {column} {value!r} starts like a spreadsheet formula{more}; the CSV "
+            "outputs write such cells with a leading ' so that a spreadsheet shows them as text",
+            file=sys.stderr,
+        )
     return rows
 
 
@@ -232,6 +257,7 @@ class ModelEnsemble:
     models: list[DARNet]
     metadata: list[CheckpointMetadata]
     tta: bool = False
+    provenance: dict[str, Any] = field(default_factory=dict)  # the experiment, jobs used and left out (ModelSet)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -256,6 +282,18 @@ class ModelEnsemble:
         return torch.stack(per_model)
 
 
+def check_finite_outputs(ensemble: ModelEnsemble, per_model: np.ndarray, scans: Sequence[ScanInput]) -> None:
+    """Refuse a model whose probabilities are not finite (finite weights can still overflow): a row of NaN would
+    be written with the first class as its prediction."""
+    bad = ~np.isfinite(per_model).all(axis=2)  # (M, N)
+    if bad.any():
+        model, scan = (int(i[0]) for i in np.nonzero(bad))
+        raise UsageError(
+            f"{ensemble.metadata[model].path}: the model's output is not finite (NaN or Inf) for {scans[scan].path}: "
+            "its weights overflow; use another checkpoint"
+        )
+
+
 def check_agreement(metadata: Sequence[CheckpointMetadata]) -> None:
     """Refuse an ensemble whose members would need different inputs or label different classes."""
     first = metadata[0]
@@ -269,9 +307,10 @@ def check_agreement(metadata: Sequence[CheckpointMetadata]) -> None:
                 raise UsageError(f"checkpoints disagree on the {what}: {first.path} has {a}, {other.path} has {b}")
 
 
-def load_ensemble(paths: Sequence[str], device: torch.device, tta: bool = False) -> ModelEnsemble:
-    files = resolve_checkpoints(paths)
-    loaded = [load_for_inference(path, map_location=device) for path in files]
+def load_ensemble(source: Sequence[str] | ModelSet, device: torch.device, tta: bool = False) -> ModelEnsemble:
+    """The models of a model set (``runs.jobs``), or of the ``--ckpt`` entries: finished jobs of one experiment."""
+    chosen = source if isinstance(source, ModelSet) else model_sets(source)[0]
+    loaded = [load_for_inference(path, map_location=device) for path in chosen.files]
     metadata = [meta for _, meta in loaded]
     check_agreement(metadata)
     for meta in metadata:
@@ -279,7 +318,7 @@ def load_ensemble(paths: Sequence[str], device: torch.device, tta: bool = False)
             log.warning("%s stores no preprocessing: using the defaults %s", meta.path, meta.preprocessing)
     for meta in metadata:
         temperature_of(meta)  # an unusable temperature is refused now, not at the first batch
-    return ModelEnsemble([model for model, _ in loaded], metadata, tta=tta)
+    return ModelEnsemble([model for model, _ in loaded], metadata, tta=tta, provenance=chosen.provenance())
 
 
 # ---------------------------------------------------------------------------------------------- CAM
@@ -456,6 +495,7 @@ def _predict_batch(
     volumes = [volume for _, volume in loaded]
     x = torch.from_numpy(np.stack(volumes)).to(device=device, dtype=torch.float32).div_(255.0)[:, None]
     per_model = ensemble.probabilities(x).cpu().numpy()  # (M, N, K)
+    check_finite_outputs(ensemble, per_model, [result.scan for result, _ in loaded])
     for i, (result, _) in enumerate(loaded):
         result.per_model = per_model[:, i]
         result.probabilities = per_model[:, i].mean(axis=0)

@@ -1,8 +1,9 @@
 """Find the training jobs under a sweep (or one run) folder and read what each one wrote.
 
-A job folder is recognised by the files training writes (``config_resolved.yaml``, ``test_metrics.json``)
-or by Hydra's ``.hydra/config.yaml``, at any depth, so a Hydra multirun (``<sweep>/<job.num>/``), a hand-made layout
-(``<sweep>/<variant>/fold<k>/``) and a single run folder are all read the same way. Jobs are grouped into table rows
+A job folder is recognised by the files training writes (``darnet_pl.runs.jobs.is_job_dir``), at any depth, so
+a Hydra multirun (``<sweep>/<job.num>/``), a hand-made layout (``<sweep>/<variant>/fold<k>/``) and a single run
+folder are all read the same way. Only finished jobs count (``runs.jobs.job_state``); the others - still running,
+failed, interrupted - are listed with why. Jobs are grouped into table rows
 by their attention variant plus any other override that differs between jobs (everything but the fold), so a sweep
 over, say, ``data.split_seed`` never averages different experiments together.
 
@@ -27,8 +28,8 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from darnet_pl.data.records import CLASS_NAMES
+from darnet_pl.runs.jobs import FINISHED, find_job_dirs, job_state
 from darnet_pl.runs.layout import (
-    CHECKPOINT_DIR,
     CONFIG_FILE,
     HYDRA_CONFIG,
     HYDRA_OVERRIDES,
@@ -52,9 +53,6 @@ _CONTROL_KEYS = frozenset({"data.source.exclude_segmented"})
 # The paper's order of the ablation rows (Tables III, IV); unknown variants follow alphabetically.
 VARIANT_ORDER = ("none", "ca", "da", "dual")
 
-# Folders that never hold a job: skipped while walking (speed) and never mistaken for jobs.
-_SKIP_DIRS = {".hydra", CHECKPOINT_DIR, "csv", "wandb", "tensorboard", "__pycache__", ".git", "report"}
-
 
 @dataclass
 class Job:
@@ -72,10 +70,13 @@ class Job:
     metrics: dict[str, float] | None = None
     predictions: Predictions | None = None
     problems: list[str] = field(default_factory=list)
+    status: str = FINISHED  # runs.jobs: finished, running, failed, interrupted or untested
+    reason: str = ""  # why it is not finished, for people
 
     @property
     def complete(self) -> bool:
-        return self.metrics is not None
+        """Tested, and not running or failed since: a job whose metrics the report may use."""
+        return self.metrics is not None and self.status == FINISHED
 
 
 @dataclass
@@ -139,27 +140,6 @@ class Collection:
     def positive_class(self) -> str:
         done = [job for job in self.jobs if job.complete] or self.jobs
         return done[0].positive_class if done else DEFAULT_POSITIVE
-
-
-def is_job_dir(path: Path) -> bool:
-    return (path / CONFIG_FILE).is_file() or (path / METRICS_FILE).is_file() or (path / HYDRA_CONFIG).is_file()
-
-
-def find_job_dirs(root: Path, skip: Iterable[Path] = ()) -> list[Path]:
-    """Every job folder under ``root`` (``root`` itself included), in sorted order; job folders are not descended."""
-    skipped = {Path(p).resolve() for p in skip}
-    found: list[Path] = []
-    for current, dirs, _files in os.walk(root):
-        here = Path(current)
-        if here.resolve() in skipped:
-            dirs[:] = []
-            continue
-        if is_job_dir(here):
-            found.append(here)
-            dirs[:] = []
-            continue
-        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith("."))
-    return sorted(found)
 
 
 def _load_yaml(path: Path) -> Any:
@@ -236,6 +216,7 @@ def read_job(path: Path) -> Job:
         dataset=dataset_of(_select(config, "data.source._target_"), task_name),
         condition=CONTROL if control else "",
         problems=problems,
+        **vars(job_state(path)),
     )
     if config is None and not problems:
         problems.append(f"{path}: no {CONFIG_FILE}; variant and fold unknown")
@@ -345,9 +326,7 @@ def missing_jobs(collection: Collection, expected_folds: int | None = None) -> l
     for group in collection.groups:
         label = group.slug
         for job in group.incomplete:
-            lines.append(
-                f"{label} fold {job.fold}: {job.path} has a config but no {METRICS_FILE} (unfinished or failed)"
-            )
+            lines.append(f"{label} fold {job.fold}: {job.path}: {job.reason or 'unfinished'}")
         have = {job.fold for job in group.jobs + group.incomplete}
         for fold in sorted(expected - have):
             lines.append(f"{label} fold {fold}: no job folder")

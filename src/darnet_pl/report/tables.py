@@ -13,7 +13,6 @@ lists the rows that have a value for it.
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 from collections.abc import Mapping, Sequence
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from darnet_pl.report import paper_table_iv
+from darnet_pl.utils.csv_cells import SafeDictWriter, csv_writer
 
 # Paper row names of the attention variants (Tables III, IV).
 VARIANT_NAMES = {
@@ -228,7 +228,7 @@ def paper_comparison(rows: Sequence[Row]) -> list[dict[str, object]]:
 def comparison_csv(records: Sequence[Mapping[str, object]]) -> str:
     """``paper_comparison``'s records as CSV, numbers in the table's units (AUC a fraction, the rest percent)."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv_writer(buffer, lineterminator="\n")
     names = ("ours", "ours_std", "paper_mean", "paper_std", "difference")
     writer.writerow(["method", "variant", "metric", "unit", *names, "within_paper"])
     for record in records:
@@ -295,7 +295,7 @@ def to_csv(rows: Sequence[Row], table_blocks: Sequence[Block]) -> str:
         base = f"{col.name}_pct" if col.percent else col.name
         fields += [base, f"{base}_std", f"{base}_ci_low", f"{base}_ci_high", f"{base}_within_paper"]
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv_writer(buffer, lineterminator="\n")
     writer.writerow(fields)
     for block in table_blocks:
         for row in (r for r in rows if r.shows(block)):
@@ -453,7 +453,7 @@ def comparisons_notes(records: Sequence[Mapping[str, Any]]) -> list[str]:
 def comparisons_csv(records: Sequence[Mapping[str, Any]], positive_class: str) -> str:
     """One line per (pair, compared metric), numbers in the table's units (AUC a fraction, accuracy in percent)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, COMPARISON_FIELDS, lineterminator="\n")
+    writer = SafeDictWriter(buffer, COMPARISON_FIELDS, lineterminator="\n")
     writer.writeheader()
     for record in records:
         for key, metric in record["metrics"].items():

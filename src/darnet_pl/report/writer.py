@@ -32,7 +32,7 @@ from typing import Any
 
 from darnet_pl.report import paper_table_iv, plots
 from darnet_pl.report.audit_figures import audit_lines, find_audits
-from darnet_pl.report.collect import Collection, Group, as_roots, collect, common_root, is_job_dir, missing_jobs
+from darnet_pl.report.collect import Collection, Group, as_roots, collect, common_root, missing_jobs
 from darnet_pl.report.comparisons import Contender, compare_variants
 from darnet_pl.report.ensemble import FoldEnsemble, fold_ensemble
 from darnet_pl.report.tables import (
@@ -50,6 +50,7 @@ from darnet_pl.report.tables import (
     to_latex,
     to_markdown,
 )
+from darnet_pl.runs.jobs import is_job_dir
 from darnet_pl.runs.layout import METRICS_FILE, REPORT_JSON
 from darnet_pl.stats import (
     ECE_BINS,
@@ -440,7 +441,9 @@ def write_report(
     groups = [g for g in collection.groups if g.jobs]
     if not groups:
         detail = (
-            f"{len(collection.jobs)} job folder(s), none with {METRICS_FILE} yet"
+            f"{len(collection.jobs)} job folder(s), none finished: "
+            + "; ".join(f"{job.path}: {job.reason or 'unfinished'}" for job in collection.jobs[:3])
+            + ("; ..." if len(collection.jobs) > 3 else "")
             if collection.jobs
             else f"no folder under it holds {METRICS_FILE}"
         )
@@ -535,6 +538,8 @@ def write_report(
                 "fold": job.fold,
                 "overrides": list(job.overrides),
                 "finished": job.complete,
+                "status": job.status,
+                "reason": job.reason or None,
                 "has_predictions": job.predictions is not None,
             }
             for job in collection.jobs

@@ -7,6 +7,11 @@ with ``_convert_="all"``, so the model's and the data module's hyper-parameters 
 loop/callback state is plain too. A checkpoint that needs more (an OmegaConf container saved by other code, a
 pickled object) is refused with one line naming the file and the offending type; it is never unpickled.
 
+Checks: before any model is built, the architecture a checkpoint claims must be plausible and agree with the
+shapes of its tensors, and every tensor must be finite (``darnet_pl.runs.checkpoint_checks``); each failure is one
+line naming the file and the key or tensor. ``metadata_of`` runs them, so predict, evaluate, export and a resumed
+run all refuse the same files the same way.
+
 Metadata: the architecture (attention, width, input size, classes) comes from the module's ``hyper_parameters``;
 the preprocessing from the data module's ``datamodule_hyper_parameters.source_description.preprocessing``, which
 the cached sources (``ccii``, ``folder``) store. The synthetic source stores none: its phantoms are rendered
@@ -22,7 +27,7 @@ value (1.0 for checkpoints without one). Calibrated probabilities are ``softmax(
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +36,8 @@ import torch
 
 from darnet_pl.data.preprocess import Preprocessing
 from darnet_pl.models import DARNet
-from darnet_pl.runs.layout import BEST_CHECKPOINT_GLOB, CHECKPOINT_DIR, LAST_CHECKPOINT
+from darnet_pl.runs.checkpoint_checks import ImplausibleCheckpoint, architecture_of, check_finite, check_shapes
+from darnet_pl.runs.jobs import best_checkpoint, resolve_checkpoints
 from darnet_pl.utils.torch_files import UnsafeOrUnreadable, load_safely
 
 MODEL_PREFIX = "net."
@@ -123,25 +129,35 @@ def temperature_of(checkpoint: Mapping[str, Any], path: str | os.PathLike[str]) 
 
 
 def metadata_of(checkpoint: Mapping[str, Any], path: str | os.PathLike[str]) -> CheckpointMetadata:
-    """``CheckpointMetadata`` from a loaded checkpoint dictionary."""
+    """``CheckpointMetadata`` from a loaded checkpoint dictionary, after checking that the checkpoint is what it
+    claims (``darnet_pl.runs.checkpoint_checks``): a plausible architecture, tensors of its shapes, all finite.
+
+    Nothing is allocated for a model here, so a file claiming a huge width is refused in one line, not by the
+    memory allocator; and every caller (predict, evaluate, export, a resumed run) gets the same checks.
+    """
     path = Path(path)
     hp = _require(checkpoint, "hyper_parameters", path)
     if not isinstance(hp, Mapping):
         raise CheckpointError(f"{path}: hyper_parameters is a {type(hp).__name__}, expected a dict")
     try:
-        input_size = tuple(int(s) for s in hp.get("input_size", (64, 224, 224)))
-        class_names = tuple(str(c) for c in hp.get("class_names", ("CP", "NCP", "Normal")))
-        preprocessing, origin = preprocessing_of(checkpoint, input_size)
+        architecture = architecture_of(hp)
+        weights = model_state(checkpoint, path)
+        check_shapes(weights, architecture, prefix=MODEL_PREFIX)
+        check_finite(weights, prefix=MODEL_PREFIX)
+    except ImplausibleCheckpoint as error:
+        raise CheckpointError(f"{path}: {error}") from None
+    try:
+        preprocessing, origin = preprocessing_of(checkpoint, architecture.input_size)
         data = checkpoint.get("datamodule_hyper_parameters") or {}
         source = {k: v for k, v in (data.get("source_description") or {}).items() if k != "preprocessing"}
         meta = CheckpointMetadata(
             path=str(path),
-            class_names=class_names,
-            input_size=input_size,  # type: ignore[arg-type]
-            attention=str(hp.get("attention", "dual")),
-            width=int(hp.get("width", 64)),
-            in_channels=int(hp.get("in_channels", 1)),
-            ca_reduction=int(hp.get("ca_reduction", 16)),
+            class_names=architecture.class_names,
+            input_size=architecture.input_size,
+            attention=architecture.attention,
+            width=architecture.width,
+            in_channels=architecture.in_channels,
+            ca_reduction=architecture.ca_reduction,
             preprocessing=preprocessing,
             preprocessing_origin=origin,
             source=dict(source),
@@ -150,7 +166,9 @@ def metadata_of(checkpoint: Mapping[str, Any], path: str | os.PathLike[str]) -> 
             temperature=temperature_of(checkpoint, path),
         )
         prep = meta.preprocessing_settings()
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, AttributeError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
         raise CheckpointError(f"{path}: unusable hyper-parameters ({exc})") from None
     if prep.size != meta.input_size:
         raise CheckpointError(
@@ -184,7 +202,9 @@ def check_expected(
 def model_state(checkpoint: Mapping[str, Any], path: Path) -> dict[str, torch.Tensor]:
     """The DARNet weights of a DARNetModule state dict (the ``net.`` entries, prefix removed)."""
     state = _require(checkpoint, "state_dict", path)
-    weights = {k[len(MODEL_PREFIX) :]: v for k, v in state.items() if k.startswith(MODEL_PREFIX)}
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{path}: state_dict is a {type(state).__name__}, expected a dict")
+    weights = {k[len(MODEL_PREFIX) :]: v for k, v in state.items() if isinstance(k, str) and k.startswith(MODEL_PREFIX)}
     if not weights:
         raise CheckpointError(f"{path}: the state_dict holds no DARNet weights (no '{MODEL_PREFIX}*' entries)")
     return weights
@@ -226,38 +246,18 @@ def load_for_inference(
     return model, meta
 
 
-def best_checkpoint(folder: Path) -> Path:
-    """The best checkpoint of one job's ``checkpoints/`` folder: its only .ckpt other than last.ckpt."""
-    candidates = sorted(p for p in folder.glob(BEST_CHECKPOINT_GLOB) if p.is_file() and p.name != LAST_CHECKPOINT)
-    if not candidates:
-        has_last = (folder / LAST_CHECKPOINT).is_file()
-        hint = " (only last.ckpt: pass it explicitly to use it)" if has_last else ""
-        raise CheckpointError(f"{folder}: no best checkpoint (a .ckpt other than last.ckpt){hint}")
-    if len(candidates) > 1:
-        names = ", ".join(p.name for p in candidates[:4])
-        raise CheckpointError(f"{folder}: {len(candidates)} candidate best checkpoints ({names}): pass one file")
-    return candidates[0]
-
-
-def resolve_checkpoints(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Checkpoint files from files, job folders (``<job>/checkpoints/``) and sweep folders (every job below).
-
-    A folder contributes the best checkpoint of each job found in it or below it, in path order.
-    """
-    found: list[Path] = []
-    for entry in paths:
-        path = Path(entry)
-        if path.is_file():
-            found.append(path)
-            continue
-        if not path.is_dir():
-            raise FileNotFoundError(f"{path}: checkpoint not found")
-        if any(path.glob(BEST_CHECKPOINT_GLOB)):
-            folders = [path]
-        else:
-            folders = sorted({p.parent for p in path.rglob(f"{CHECKPOINT_DIR}/{BEST_CHECKPOINT_GLOB}")})
-        if not folders:
-            raise CheckpointError(f"{path}: no checkpoints/ folder with .ckpt files in or below this folder")
-        found.extend(best_checkpoint(folder) for folder in folders)
-    unique = list(dict.fromkeys(p.resolve() for p in found))
-    return unique
+__all__ = [  # best_checkpoint and resolve_checkpoints live in runs.jobs (which jobs a folder hands over)
+    "MODEL_PREFIX",
+    "TEMPERATURE_KEY",
+    "CheckpointError",
+    "CheckpointMetadata",
+    "best_checkpoint",
+    "check_expected",
+    "load_for_inference",
+    "metadata_of",
+    "model_state",
+    "preprocessing_of",
+    "read_checkpoint",
+    "resolve_checkpoints",
+    "temperature_of",
+]

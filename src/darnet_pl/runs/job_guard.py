@@ -88,11 +88,40 @@ def clear_failure(folder: str | os.PathLike[str]) -> None:
 
 def failed_jobs(sweep_dir: str | os.PathLike[str]) -> list[tuple[Path, str]]:
     """(job folder, reason) of every job below ``sweep_dir`` whose last attempt failed."""
-    found = []
-    for record in sorted(Path(sweep_dir).rglob(FAILED_FILE)):
+    return [
+        (record.parent, failure_reason(record.parent) or "failed")
+        for record in sorted(Path(sweep_dir).rglob(FAILED_FILE))
+    ]
+
+
+def failure_reason(folder: str | os.PathLike[str]) -> str | None:
+    """The one-line reason of ``<folder>/failed.json`` ("failed" when unreadable), None when the job has none."""
+    record = Path(folder) / FAILED_FILE
+    if not record.is_file():
+        return None
+    try:
+        return str(json.loads(record.read_text(encoding="utf-8")).get("error", "failed"))
+    except (OSError, ValueError, AttributeError):
+        return "failed"
+
+
+def lock_holder(folder: str | os.PathLike[str]) -> str | None:
+    """Who runs the job in ``folder`` right now (``"process 123"``), or None when no process holds its lock.
+
+    Read-only: the lock file is opened for reading and probed with a shared, non-blocking lock, released at once. A
+    job that starts within those microseconds finds the lock taken and skips itself, saying so; nothing else.
+    """
+    path = Path(folder) / LOCK_FILE
+    try:
+        handle = path.open("r")
+    except OSError:  # no lock file: never run by this version, or not readable
+        return None
+    with handle:
         try:
-            reason = str(json.loads(record.read_text(encoding="utf-8")).get("error", "failed"))
-        except (OSError, ValueError, AttributeError):
-            reason = "failed"
-        found.append((record.parent, reason))
-    return found
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return handle.read().strip() or "another process"
+        except OSError:
+            return None
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None

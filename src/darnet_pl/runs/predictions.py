@@ -15,9 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from darnet_pl.utils.csv_cells import SafeDictWriter, plain_rows
 from darnet_pl.utils.io import atomic_path
 
 PROB_PREFIX = "prob_"
+SUM_TOLERANCE = 1e-3
+"""How far a row's probabilities may sum from 1: rounding (six decimals per class) is far below it, a table of
+scores that are not a softmax (logits, a dropped or doubled column) far above."""
 
 
 def prob_column(class_name: str) -> str:
@@ -48,7 +52,7 @@ def write_predictions(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
     if not rows:
         return
     with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer = SafeDictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
 
@@ -69,7 +73,8 @@ class Predictions:
 
 
 class InvalidPredictions(ValueError):
-    """A well-formed ``predictions.csv`` whose numbers are not probabilities or labels (NaN, 1.7, label 9).
+    """A well-formed ``predictions.csv`` whose numbers are not probabilities or labels (NaN, 1.7, a row summing to
+    1.2, label 9).
 
     Unlike a torn or foreign file (a problem: the job is left out of the ensemble and the report says so), this
     stops the report: the job's model produced these numbers, so its ``test_metrics.json`` cannot be trusted
@@ -85,6 +90,22 @@ def _probability(path: Path, line: int, column: str, text: str) -> float:
     if not 0.0 <= value <= 1.0:  # NaN fails this too
         raise InvalidPredictions(f"{path}, line {line}: {column} is {text!r}, not a probability in [0, 1]")
     return value
+
+
+def check_probability_row(values: Sequence[float], class_names: Sequence[str], where: str) -> None:
+    """Each value a probability in [0, 1] and their sum 1, else ``InvalidPredictions`` naming ``where``."""
+    for name, value in zip(class_names, values, strict=True):
+        if not 0.0 <= float(value) <= 1.0:
+            raise InvalidPredictions(f"{where}: {prob_column(name)} is {float(value)!r}, not a probability in [0, 1]")
+    check_sums_to_one(values, where)
+
+
+def check_sums_to_one(values: Sequence[float], where: str) -> None:
+    """A row of class probabilities sums to 1 (within ``SUM_TOLERANCE``: six written decimals per class, float32
+    softmax); else ``InvalidPredictions`` naming ``where`` (the file and line)."""
+    total = float(sum(values))
+    if not abs(total - 1.0) <= SUM_TOLERANCE:  # NaN fails this too
+        raise InvalidPredictions(f"{where}: the probabilities sum to {total:.6g}, not 1")
 
 
 def _label(path: Path, line: int, text: str, n_classes: int) -> int:
@@ -106,7 +127,7 @@ def read_predictions(path: Path, class_names: Sequence[str] | None = None) -> Pr
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         header = reader.fieldnames or []
-        rows = list(reader)
+        rows = list(plain_rows(reader))  # ids as written, before safe_cell
     prob_columns = [name[len(PROB_PREFIX) :] for name in header if name.startswith(PROB_PREFIX)]
     names = tuple(class_names) if class_names else tuple(prob_columns)
     columns = prediction_columns(names)
@@ -125,6 +146,8 @@ def read_predictions(path: Path, class_names: Sequence[str] | None = None) -> Pr
         ],
         dtype=np.float64,
     )
+    for line, values in enumerate(probs, 2):
+        check_sums_to_one(values, f"{path}, line {line}")
     return Predictions(
         patient_ids=np.array([row["patient_id"] for row in rows], dtype=str),
         scan_ids=np.array([row["scan_id"] for row in rows], dtype=str),

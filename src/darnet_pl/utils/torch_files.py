@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from darnet_pl.utils.file_kinds import not_regular
+
 
 class UnsafeOrUnreadable(ValueError):
     """A file ``torch.load(weights_only=True)`` refuses or cannot read; the message names the file."""
@@ -25,6 +27,8 @@ def load_safely(path: str | os.PathLike[str], what: str, map_location: str | tor
     path = Path(path)
     if path.is_dir():
         raise UnsafeOrUnreadable(f"{path}: is a folder, not a {what}")
+    if (cause := not_regular(path)) is not None:
+        raise UnsafeOrUnreadable(f"{path}: {cause}, not a {what}")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {what} not found")
     try:

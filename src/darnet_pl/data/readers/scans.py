@@ -23,6 +23,7 @@ import numpy as np
 
 from darnet_pl.data.preprocess import Preprocessing
 from darnet_pl.data.records import ScanRecord
+from darnet_pl.utils.file_kinds import not_regular
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,24 @@ def is_nifti(name: str) -> bool:
     return name.lower().endswith(NIFTI_SUFFIXES)
 
 
+MIN_SIDE_FRACTION = 16
+"""A slice side at least 1/16 of the model's (14 px for the paper's 224; CT slices are 256-512 px): a scan far
+smaller than the model's input carries nothing to classify once upsampled, yet would be predicted as confidently
+as a real one."""
+
+
+def check_slice_size(path: str | os.PathLike[str], height: int, width: int, prep: Preprocessing) -> None:
+    """Refuse slices far smaller than the model's input (``MIN_SIDE_FRACTION``), in one line naming the sizes."""
+    _, model_h, model_w = prep.size
+    need_h, need_w = (max(2, -(-side // MIN_SIDE_FRACTION)) for side in (model_h, model_w))
+    if height < need_h or width < need_w:
+        raise ScanError(
+            path,
+            f"scan is {width}x{height} pixels, far smaller than the model's {model_w}x{model_h} input (slices of at "
+            f"least {need_w}x{need_h} are read)",
+        )
+
+
 def scan_kind(path: str | os.PathLike[str]) -> str:
     """``"slices"``, ``"dicom"`` or ``"nifti"``: the reader a path needs (``ScanError`` if none fits)."""
     path = Path(path)
@@ -115,7 +134,7 @@ def scan_kind(path: str | os.PathLike[str]) -> str:
             "unsupported file type: a scan is a .nii/.nii.gz file, a DICOM series or a slice-image folder",
         )
     if not path.is_dir():
-        raise ScanError(path, "not found")
+        raise ScanError(path, not_regular(path) or "not found")
     entries = [entry for entry in os.scandir(path) if not is_ignored(entry.name)]
     names = [entry.name for entry in entries if entry.is_file()]
     if any(is_slice_image(name) for name in names):
@@ -153,6 +172,7 @@ __all__ = [
     "ScanError",
     "ScanNote",
     "ScanProblem",
+    "check_slice_size",
     "collecting_notes",
     "is_slice_image",
     "load_volume",

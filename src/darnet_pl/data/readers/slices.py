@@ -24,7 +24,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from darnet_pl.data.preprocess import Preprocessing, resample_planes, resize_volume_reference
-from darnet_pl.data.readers.scans import ScanError, is_ignored, is_slice_image
+from darnet_pl.data.readers.scans import ScanError, check_slice_size, is_ignored, is_slice_image
+from darnet_pl.utils.file_kinds import not_regular
 
 _NUMBER = re.compile(r"[0-9]+")
 _EIGHT_BIT_MODES = frozenset({"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"})
@@ -39,9 +40,13 @@ def list_slices(folder: str | os.PathLike[str]) -> list[Path]:
     """
     folder = Path(folder)
     try:
-        entries = [entry for entry in os.scandir(folder) if entry.is_file() and not is_ignored(entry.name)]
+        listed = [entry for entry in os.scandir(folder) if not is_ignored(entry.name)]
     except OSError as exc:
         raise ScanError(folder, f"cannot list the folder ({exc.strerror or exc})") from None
+    for entry in listed:  # a FIFO named 7.png would block the reader for ever
+        if (cause := not_regular(entry.path)) is not None:
+            raise ScanError(folder, f"{entry.name} is {cause}")
+    entries = [entry for entry in listed if entry.is_file()]
     others = sorted(entry.name for entry in entries if not is_slice_image(entry.name))
     if others:
         raise ScanError(
@@ -139,6 +144,8 @@ def read_slice_folder(
         if len(positions) < 2:
             raise ScanError(folder, f"{len(positions)} slice(s) selected: not a 3D scan")
         paths = [paths[p] for p in positions]
+    width, height = probe_slice(paths[0])  # checked_slices: every slice has this size
+    check_slice_size(folder, height, width, prep)
     volume, _ = resample_planes(len(paths), lambda index: decode_slice(paths[index]), prep)
     return volume
 

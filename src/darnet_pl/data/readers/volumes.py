@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from darnet_pl.data.preprocess import Preprocessing, resample_planes, window_to_255
-from darnet_pl.data.readers.scans import ScanError, is_ignored, note
+from darnet_pl.data.readers.scans import ScanError, check_slice_size, is_ignored, note
 
 DISPLAY_AXES = ("I", "P", "L")
 """Voxel axes of the result: towards Inferior (D), Posterior (H), patient's Left (W)."""
@@ -148,8 +148,7 @@ def preprocess_volume(
         raise ScanError(path, f"{bad} voxel(s) are NaN or infinite")
     if volume.shape[0] < 2:
         raise ScanError(path, f"a single slice (shape {volume.shape} after orientation) is not a 3D scan")
-    if min(volume.shape[1:]) < 2:
-        raise ScanError(path, f"degenerate slices: shape {volume.shape} after orientation")
+    check_slice_size(path, volume.shape[1], volume.shape[2], prep)  # 1x1 "slices" included
     if expected_slices is not None and volume.shape[0] != expected_slices:
         raise ScanError(path, f"slice count mismatch: expected {expected_slices}, the volume has {volume.shape[0]}")
     if is_hu:

@@ -30,6 +30,7 @@ from darnet_pl.data.cache import (
 from darnet_pl.data.preprocess import Preprocessing
 from darnet_pl.data.readers.scans import ScanProblem
 from darnet_pl.data.records import ScanRecord
+from darnet_pl.utils.csv_cells import csv_writer, plain_rows
 from darnet_pl.utils.io import atomic_path
 
 if TYPE_CHECKING:
@@ -249,14 +250,14 @@ def read_records(path: str | os.PathLike[str]) -> list[ScanRecord]:
                 path=row["path"] or None,
                 n_slices=int(row["n_slices"]) if row["n_slices"] else None,
             )
-            for row in csv.DictReader(handle)
+            for row in plain_rows(csv.DictReader(handle))
         ]
 
 
 def write_records(path: str | os.PathLike[str], records: Sequence[ScanRecord]) -> Path:
     """The usable scans, atomically: readers on other ranks never see a half-written list."""
     with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
+        writer = csv_writer(handle)
         writer.writerow(RECORD_COLUMNS)
         for r in records:
             writer.writerow([r.class_name, r.patient_id, r.scan_id, r.path or "", r.n_slices or ""])
@@ -268,7 +269,7 @@ def write_selection_report(path: Path, plan: Plan) -> None:
     list in use, and how."""
     paths = {r.key: r.path or "" for r in plan.records}
     with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
+        writer = csv_writer(handle)
         writer.writerow(("key", "path", "action", "detail"))
         for key, reason in sorted(plan.excluded.items()):
             writer.writerow((key, "", "left out", reason))

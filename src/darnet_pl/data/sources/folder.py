@@ -19,6 +19,7 @@ from darnet_pl.data.preprocess import Preprocessing
 from darnet_pl.data.readers.scans import NIFTI_SUFFIXES, ScanError
 from darnet_pl.data.records import ScanRecord
 from darnet_pl.data.sources.cached import CachedSource, Plan, SourceError, describe_preprocessing
+from darnet_pl.utils.file_kinds import not_regular
 from darnet_pl.utils.text import safe_name
 
 REQUIRED_COLUMNS = ("path", "label", "patient_id")
@@ -41,7 +42,7 @@ def read_scan_list(csv_path: str | os.PathLike[str], class_names: Sequence[str] 
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
-        raise ScanError(csv_path, "scan list not found")
+        raise ScanError(csv_path, not_regular(csv_path) or "scan list not found")
     _, rows = read_table(csv_path, REQUIRED_COLUMNS, "path,label,patient_id[,scan_id]", error=ScanError)
     if not rows:
         raise ScanError(csv_path, "no scans listed (only a header): add one row per scan, path,label,patient_id")
@@ -114,6 +115,8 @@ class FolderSource(CachedSource):
     def plan(self, dry_run: bool = False, listed: Sequence[ScanRecord] | None = None) -> Plan:
         if listed is not None:
             return Plan(list(listed))
+        if (cause := not_regular(self.scan_list)) is not None:
+            raise ValueError(f"{self.scan_list}: {cause} (data.scan_list=<CSV>)")
         if not self.scan_list.is_file():
             raise FileNotFoundError(f"{self.scan_list}: scan list not found (data.scan_list=<CSV>)")
         try:
