@@ -1,7 +1,8 @@
 """Scan readers: every source turns one ``ScanRecord`` into a uint8 (D, H, W) volume, or a ``ScanError``.
 
 - ``slices``: a folder of numbered 8-bit slice images (CC-CCII, or the user's own);
-- ``volumes``: a NIfTI file or a DICOM series folder in Hounsfield units, windowed to 8 bits;
+- ``volumes``: a NIfTI file or a DICOM series folder in Hounsfield units, loaded with its geometry (the rest is the
+  MONAI transform chain of ``darnet_pl.data.volume_transforms``);
 - ``ccii``: finds CC-CCII scans on disk and checks them against the dataset's index;
 - ``folder``: the user's own list of scans (a CSV).
 
@@ -142,10 +143,9 @@ def load_volume(record: ScanRecord, prep: Preprocessing, positions: Sequence[int
         return read_slice_folder(record.path, prep, expected_slices=record.n_slices, positions=positions)
     if positions is not None:
         raise ScanError(record.path, "slice positions apply to slice folders only")
-    from darnet_pl.data.readers.volumes import read_dicom_series, read_nifti
+    from darnet_pl.data.volume_transforms import read_scan  # NIfTI/DICOM: the MONAI transform chain
 
-    reader = read_nifti if kind == "nifti" else read_dicom_series
-    return reader(record.path, prep, expected_slices=record.n_slices)
+    return read_scan(record.path, prep, expected_slices=record.n_slices)
 
 
 __all__ = [
