@@ -5,6 +5,8 @@
 - ``ingest``: the fast slice-folder ingest against the baseline reader (``bench_ingest``).
 - ``memory``: the training memory of the paper's batch of 8 (model state + saved activations), fp32 and bf16,
   with and without activation checkpointing (``bench_memory``).
+- ``volumes``: reading own scans (NIfTI, DICOM in Hounsfield units) through the MONAI transform chain of
+  ``darnet_pl.data.volume_transforms``, milliseconds per scan per depth interpolation (``bench_volumes``).
 - ``loader``: training-loader volumes per second per core, with augmentation in the loader or on the device
   (``bench_loader``), and how many loader cores the model's training speed on this device needs.
 
@@ -26,6 +28,7 @@ from darnet_pl.bench.ingest import run_ingest_benchmark
 from darnet_pl.bench.loader import run_loader_benchmark
 from darnet_pl.bench.memory import run_memory_benchmark
 from darnet_pl.bench.model import run_model_benchmark
+from darnet_pl.bench.volumes import run_volume_benchmark
 
 QUICK_MODEL = {
     "size": (8, 32, 32),
@@ -38,6 +41,7 @@ FULL_MODEL = {"size": (64, 224, 224), "width": 64, "batch": 1, "repeats": 3}
 QUICK_INGEST = {"slice_counts": (12, 20), "repeats": 1, "slice_size": 128}
 QUICK_LOADER = {"size": (8, 32, 32), "n_volumes": 2, "n_items": 4, "repeats": 1}
 QUICK_MEMORY = {"size": (8, 32, 32), "width": 4}
+QUICK_VOLUMES = {"slice_counts": (12,), "dicom_slices": 6, "size": 64, "prep_size": (8, 32, 32), "repeats": 1}
 
 
 def _progress(line: str) -> None:
@@ -58,6 +62,8 @@ def run_benchmarks(quick: bool = False, model_variants: Sequence[str] | None = N
         ingest = run_ingest_benchmark(**QUICK_INGEST, prep=Preprocessing(size=(8, 32, 32)))
     else:
         ingest = run_ingest_benchmark()
+    print("[bench volumes] running", file=sys.stderr, flush=True)
+    volumes = run_volume_benchmark(**(QUICK_VOLUMES if quick else {}))
     print("[bench loader] running", file=sys.stderr, flush=True)
     loader = run_loader_benchmark(**(QUICK_LOADER if quick else {}))
     default = model["variants"].get(model["default"]["variant"], {})
@@ -74,6 +80,7 @@ def run_benchmarks(quick: bool = False, model_variants: Sequence[str] | None = N
         "loader_volumes_per_s_per_core": loader["cpu_augmentation_volumes_per_s"],
         "model": model,
         "ingest": ingest,
+        "volumes": volumes,
         "loader": loader,
         "memory": memory,
         "wall_s": round(time.perf_counter() - started, 1),
