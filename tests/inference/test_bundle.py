@@ -111,7 +111,7 @@ def test_bundle_tree(bundle):
     assert "python -m darnet_pl +experiment=smoke fold=0" in card and "AUC (3 classes, macro): 0.5500" in card
     inference = json.loads((bundle / "configs" / "inference.json").read_text())
     targets = [t["_target_"] for t in inference["preprocessing"]["transforms"]]
-    assert "monai.transforms.Orientationd" in targets and "monai.transforms.Resized" in targets
+    assert "darnet_pl.data.volume_transforms.OrientDHWd" in targets and "monai.transforms.Resized" in targets
     assert inference["network_def"]["_target_"] == "darnet_pl.inference.bundle_runtime.DARNetBundleNetwork"
     assert inference["network_def"]["temperatures"] == [1.0, 1.7]
 
@@ -162,6 +162,7 @@ def test_network_passes_verify_net_in_out_and_the_inference_properties(bundle, s
     assert workflow.check_properties() == []
 
 
+@pytest.mark.slow  # subprocesses that load and run the models
 def test_monai_bundle_run_matches_darnet_predict(bundle, sweep, scans, tmp_path):
     pytest.importorskip("fire")
     out = tmp_path / "bundle_eval"
@@ -187,6 +188,7 @@ def test_monai_bundle_run_matches_darnet_predict(bundle, sweep, scans, tmp_path)
 # ---------------------------------------------------------------------------------------- refusals
 
 
+@pytest.mark.slow  # subprocesses that load and run the models
 def test_an_existing_bundle_is_kept_without_overwrite(sweep, bundle, tmp_path, cwd):
     target = tmp_path / "taken"
     target.mkdir()
@@ -222,6 +224,7 @@ def test_a_sweep_of_several_experiments_is_refused(sweep, tmp_path, cwd):
     assert not (tmp_path / "out").exists() and every_file(cwd) == []
 
 
+@pytest.mark.slow  # subprocesses that load and run the models
 def test_read_only_and_full_disks_leave_nothing(tiny_checkpoint, tmp_path, cwd):
     with tmpfs(tmp_path / "ro", read_only=True) as ro:
         result = run_tool(EXPORT, "--ckpt", tiny_checkpoint, "--format", "bundle", "--out", ro / "b", cwd=cwd)
