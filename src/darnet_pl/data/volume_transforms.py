@@ -27,6 +27,14 @@ cannot drift. The chain, for key ``image``:
    0.8-4.8, up to 3 inside), where ours stays within 1 (``tests/data/test_antialias.py``).
 7. ``QuantizeUint8d`` - rounded to uint8, what the cache stores and the model reads divided by 255.
 
+Against the hand-written pipeline this chain replaced, on 512x512 Hounsfield-unit NIfTI scans of 40-300 slices, a
+permuted-axes NIfTI, a uint8 NIfTI and a DICOM series, at 64x224x224 (crop 48) and 16x64x64: ``antialias`` gives
+identical volumes; ``linear`` and ``nearest`` differ by at most 1 gray level, on up to 8.5% of the voxels at
+64x224x224, 99.97% of them the rounding tie of air at exactly -1000 HU (59.5 gray levels, rounded either way by the
+order of float operations), 0.03% on the uint8 scan, none at 16x64x64. Speed (``python -m darnet_pl.bench.volumes``,
+CPU time per scan on one core, mean of the seven scans): linear 594 -> 491 ms, nearest 560 -> 486 ms, antialias
+467 -> 390 ms.
+
 Slice-image folders (CC-CCII) keep the streaming reader of ``darnet_pl.data.readers.slices``: it decodes only the
 slices the depth plan needs and never holds the full-resolution stack (5.4 scans/s per core on CC-CCII-like
 scans, 1.3x a decode-everything torch baseline and 4.1x the authors' pipeline; README "What preprocessing

@@ -389,7 +389,8 @@ HOW_TO_RUN = (
     "`/path/to/scans` holds NIfTI files and DICOM series folders (one series per folder); `eval/predictions.csv` "
     "gets one row per scan: its path, then the class probabilities in the order of `configs/metadata.json` "
     "(`pred_classes`). The preprocessing is the MONAI transform list in `configs/inference.json#preprocessing`, the "
-    "same list darnet-predict applies.",
+    "same list darnet-predict applies. A scan that cannot be read stops the run with MONAI's error (darnet-predict "
+    "reports it in one line and goes on with the others).",
 )
 
 
