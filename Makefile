@@ -26,7 +26,7 @@ $(PIN): | $(PY)
 	@echo "torch pinned: $$(cat $(PIN))"
 
 $(STAMP): pyproject.toml $(PIN)
-	$(PY) -m pip install -q -c $(PIN) -e '.[dev,export,cluster,search]'
+	$(PY) -m pip install -q -c $(PIN) -e '.[dev,export,cluster,search,bundle]'
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv (CPU torch unless one is there already) and install the package + dev tools

@@ -33,6 +33,7 @@ def test_quick_benchmark_reports_model_and_ingest() -> None:
     assert antialias["max_abs_diff"] <= 1 and antialias["slices_decoded_fraction"] == 1.0  # the authors' resize
     assert result["ingest"]["antialias_vs_linear"] > 0 and result["ingest"]["antialias_ingest_scans_per_s"] > 0
     assert result["memory"]["bf16"]["total_gib"] < result["memory"]["fp32"]["total_gib"]
+    assert set(result["volumes"]["mean_ms_per_scan"]) == {"linear", "nearest", "antialias"}
     loader = result["loader"]
     assert loader["load_only_volumes_per_s"] > 0 and loader["cpu_augmentation_volumes_per_s"] > 0
     assert loader["cpu_augmentation_volumes_per_s_before"] > 0 and loader["device_augmentation"]["volumes_per_s"] > 0

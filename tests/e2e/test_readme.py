@@ -369,6 +369,24 @@ def export(user: User, command: str) -> None:
         assert (out / f"{stem}.torchscript.pt").is_file()
 
 
+def bundle_export(user: User, command: str) -> None:
+    sweep(("dual",), 5)(user, "python -m darnet_pl +experiment=darnet fold=0..4 -m")
+    result = user.ok(command)
+    bundle = user.home / "darnet_bundle"
+    for name in ("configs/metadata.json", "configs/inference.json", "models/model.pt", "models/model.ts", "LICENSE"):
+        assert (bundle / name).is_file(), f"{name} missing\n{explain(result)}"
+    assert len(json.loads((bundle / "configs" / "metadata.json").read_text())["darnet"]["checkpoints"]) == 5
+
+
+def bundle_run(user: User, command: str) -> None:
+    bundle_export(user, "darnet-export --ckpt outputs/darnet/sweep/dual --format bundle --out darnet_bundle")
+    result = user.ok(command)
+    with (user.home / "darnet_bundle" / "eval" / "predictions.csv").open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert len(rows) == len(list((user.home / "data" / "nifti").glob("*.nii.gz"))), explain(result)
+    assert all(abs(sum(float(v) for v in row[1:]) - 1.0) < 1e-5 for row in rows)
+
+
 # --- the README, command by command ------------------------------------------------------------------------------
 
 ABLATION = ("none", "ca", "da", "dual")
@@ -422,6 +440,10 @@ CASES: dict[str, Callable[[User, str], None]] = {
     "darnet-evaluate --ckpt sweep_dir --scans /data/my_scans.csv --out external/": evaluate,
     "darnet-export --ckpt run/checkpoints/epoch041.ckpt": export,
     "darnet-export --ckpt run/checkpoints/epoch041.ckpt --format onnx --out deploy/ --name darnet --opset 18": export,
+    "darnet-export --ckpt outputs/darnet/sweep/dual --format bundle --out darnet_bundle": bundle_export,
+    "cd darnet_bundle && python -m monai.bundle run --config_file configs/inference.json --dataset_dir /data/nifti": (
+        bundle_run
+    ),
     "make test-fast": make_target("-m pytest"),
     "make lint": make_for_real,
 }

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from darnet_pl.data.phantoms import CP, NORMAL, render_scan, render_scan_with_lungs, synthetic_cohort
 from darnet_pl.data.preprocess import Preprocessing
-from darnet_pl.data.readers.volumes import read_nifti
+from darnet_pl.data.volume_transforms import read_scan as read_nifti
 from darnet_pl.explain import class_activation_map, depth_attention_weights, explain, grad_cam
 from darnet_pl.explain.cam import raw_class_activation
 from darnet_pl.explain.nifti import diagonal_affine, reference_affine, write_model_grid_pair

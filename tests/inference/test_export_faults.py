@@ -63,8 +63,8 @@ def test_opsets_the_exporter_cannot_make_are_refused_before_writing(tiny_checkpo
     ("options", "line"),
     [
         (["--opset", "18.5"], "error: --opset: invalid int value: '18.5' (see darnet-export --help)"),
-        (["--format", "tflite"], "error: --format: invalid choice: 'tflite' (choose from 'torchscript', 'onnx') "
-                                 "(see darnet-export --help)"),
+        (["--format", "tflite"], "error: --format: invalid choice: 'tflite' (choose from 'torchscript', 'onnx', "
+                                 "'bundle') (see darnet-export --help)"),
     ],
     ids=["opset-float", "format"],
 )  # fmt: skip

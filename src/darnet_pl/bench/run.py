@@ -5,6 +5,8 @@
 - ``ingest``: the fast slice-folder ingest against the baseline reader (``bench_ingest``).
 - ``memory``: the training memory of the paper's batch of 8 (model state + saved activations), fp32 and bf16,
   with and without activation checkpointing (``bench_memory``).
+- ``volumes``: reading own scans (NIfTI, DICOM in Hounsfield units) through the MONAI transform chain of
+  ``darnet_pl.data.volume_transforms``, milliseconds per scan per depth interpolation (``bench_volumes``).
 - ``loader``: training-loader volumes per second per core at 64x224x224 and 16x64x64, the augmentation before
   (MONAI ``RandAffined``, float64) and after (one float32 in-plane resampling) and MONAI's float32 ``Affine``, in
   the loader or on the device (``bench_loader``), and how many loader cores the model's training speed on this
@@ -33,6 +35,7 @@ from darnet_pl.bench.ingest import run_ingest_benchmark
 from darnet_pl.bench.loader import run_loader_benchmark
 from darnet_pl.bench.memory import run_memory_benchmark
 from darnet_pl.bench.model import run_model_benchmark
+from darnet_pl.bench.volumes import run_volume_benchmark
 
 QUICK_MODEL = {
     "size": (8, 32, 32),
@@ -47,6 +50,7 @@ QUICK_LOADER = {"sizes": [(8, 32, 32)], "n_volumes": 2, "n_items": 4, "repeats":
 QUICK_DATA_WAIT = {"size": (8, 32, 32), "width": 4, "batch": 4, "steps": 3, "warmup": 1, "n_volumes": 4}
 FULL_DATA_WAIT = {"size": (16, 64, 64), "width": 8, "batch": 8, "steps": 10, "warmup": 2}
 QUICK_MEMORY = {"size": (8, 32, 32), "width": 4}
+QUICK_VOLUMES = {"slice_counts": (12,), "dicom_slices": 6, "size": 64, "prep_size": (8, 32, 32), "repeats": 1}
 
 
 def _progress(line: str) -> None:
@@ -67,6 +71,8 @@ def run_benchmarks(quick: bool = False, model_variants: Sequence[str] | None = N
         ingest = run_ingest_benchmark(**QUICK_INGEST, prep=Preprocessing(size=(8, 32, 32)))
     else:
         ingest = run_ingest_benchmark()
+    print("[bench volumes] running", file=sys.stderr, flush=True)
+    volumes = run_volume_benchmark(**(QUICK_VOLUMES if quick else {}))
     print("[bench loader] running", file=sys.stderr, flush=True)
     loader = run_loader_benchmark(**(QUICK_LOADER if quick else {}))
     default = model["variants"].get(model["default"]["variant"], {})
@@ -87,6 +93,7 @@ def run_benchmarks(quick: bool = False, model_variants: Sequence[str] | None = N
         "data_wait_share": data_wait["data_wait_share"],
         "model": model,
         "ingest": ingest,
+        "volumes": volumes,
         "loader": loader,
         "data_wait": data_wait,
         "memory": memory,

@@ -1,30 +1,43 @@
-"""``darnet-export``: the command line of ``darnet_pl.inference.export`` (options, refusals, exit codes)."""
+"""``darnet-export``: the command line of ``darnet_pl.inference.export`` (TorchScript, ONNX) and
+``darnet_pl.inference.bundle`` (a MONAI bundle): options, refusals, exit codes."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from darnet_pl.cli.ensemble_options import add_best_so_far
-from darnet_pl.inference.export import DEFAULT_OPSET, FORMATS, MIN_OPSET, export
+from darnet_pl.inference.export import DEFAULT_OPSET, FORMATS, MIN_OPSET, ExportError, export
 from darnet_pl.utils.console import OneLineParser
 from darnet_pl.utils.errors import console_tool
 from darnet_pl.utils.exit_codes import EXIT_OK
+
+BUNDLE = "bundle"
+DEFAULT_BUNDLE_DIR = "darnet_bundle"
 
 
 def build_parser() -> OneLineParser:
     parser = OneLineParser(
         prog="darnet-export",
-        description="Export a DARNet checkpoint as TorchScript and/or ONNX with its preprocessing metadata.",
+        description="Export a DARNet checkpoint as TorchScript and/or ONNX with its preprocessing metadata, or as a "
+        "MONAI bundle (--format bundle).",
     )
     parser.add_argument(
-        "--ckpt", required=True, help="the checkpoint (.ckpt) to export, or a run folder (its best checkpoint)"
-    )
+        "--ckpt", required=True,
+        help="the checkpoint (.ckpt) to export; with --format bundle also a run folder or a sweep folder of one "
+        "experiment (its folds become an ensemble)",
+    )  # fmt: skip
     add_best_so_far(parser)
-    parser.add_argument("--format", nargs="+", choices=FORMATS, default=list(FORMATS), help="default: both")
-    parser.add_argument("--out", default=None, help="output folder (default: the checkpoint's folder)")
+    parser.add_argument(
+        "--format", nargs="+", choices=(*FORMATS, BUNDLE), default=list(FORMATS),
+        help="default: torchscript and onnx; 'bundle' (alone): a MONAI bundle folder",
+    )  # fmt: skip
+    parser.add_argument(
+        "--out", default=None,
+        help=f"output folder (default: the checkpoint's folder; a bundle's own folder: ./{DEFAULT_BUNDLE_DIR})",
+    )  # fmt: skip
     parser.add_argument("--name", default=None, help="file name stem (default: the checkpoint's)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (>= {MIN_OPSET})")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing exported files")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing exported files (or bundle)")
     return parser
 
 
@@ -34,6 +47,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def body() -> int:
+        if BUNDLE in args.format:
+            if len(set(args.format)) > 1:
+                raise ExportError("--format bundle: give it alone (the bundle holds its own TorchScript model)")
+            if args.name is not None:
+                raise ExportError("--name: not used with --format bundle (--out is the bundle folder)")
+            from darnet_pl.inference.bundle import export_bundle
+
+            out = args.out if args.out is not None else DEFAULT_BUNDLE_DIR
+            written = export_bundle(args.ckpt, out, overwrite=args.overwrite, best_so_far=args.best_so_far)
+            print(f"bundle: {out} ({len(written)} files)")
+            return EXIT_OK
         written = export(args.ckpt, args.out, args.format, args.name, args.opset, args.overwrite, args.best_so_far)
         for fmt, path in written.items():
             print(f"{fmt}: {path}")

@@ -113,10 +113,16 @@ class Preprocessing:
 
     def crop_box(self, height: int, width: int) -> tuple[int, int, int, int]:
         """(left, top, right, bottom) of the kept region of a ``height`` x ``width`` slice."""
-        fraction = self.border_crop / self.reference_width
-        cy = min(math.floor(height * fraction + 0.5), (height - 1) // 2)
-        cx = min(math.floor(width * fraction + 0.5), (width - 1) // 2)
-        return cx, cy, width - cx, height - cy
+        return crop_box(height, width, self.border_crop, self.reference_width)
+
+
+def crop_box(height: int, width: int, border_crop: int, reference_width: int) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) kept of a ``height`` x ``width`` slice when ``border_crop`` pixels of a
+    ``reference_width``-wide slice are removed on each side, scaled to the slice (never all of it)."""
+    fraction = border_crop / reference_width
+    cy = min(math.floor(height * fraction + 0.5), (height - 1) // 2)
+    cx = min(math.floor(width * fraction + 0.5), (width - 1) // 2)
+    return cx, cy, width - cx, height - cy
 
 
 @dataclass(frozen=True)

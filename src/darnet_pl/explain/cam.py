@@ -14,6 +14,15 @@ input volume, so a map voxel lies on top of the input voxel it explains.
 - ``depth_attention_weights``: the DA gates' output (one weight per channel and slice) averaged over channels,
   i.e. how strongly each slice was let through, upsampled to the input depth.
 
+``monai.visualize`` compared (tests/explain/test_monai_cam.py, same model): MONAI's ``CAM`` is ``fc(F)`` per voxel,
+i.e. our raw map plus the class's bias and without the ReLU (its default normaliser also flips max to 0); minus the
+bias, with the ReLU and our scaling it gives our maps to 1e-5. MONAI's ``GradCAM`` gives our Grad-CAM to 1e-5 scan by
+scan, but for a batch explained for several classes it backpropagates every scan's chosen class into every map
+(``logits[:, class_idx]``), its hooks stay on the model for good (one more pair per ``GradCAM`` made), it switches
+in-place ReLUs off, fills every parameter's ``.grad`` and fails under ``inference_mode``. So both are kept here;
+what MONAI has no counterpart for - the depth-attention curve, the NIfTI maps (``explain.nifti``) and the montages
+(``explain.overlay``) - is ours anyway.
+
 Everything works inside Lightning's ``inference_mode`` (test hooks, callbacks): Grad-CAM switches it off locally
 and works on a clone of the input, as inference tensors cannot take part in autograd. The model's train/eval
 state is left as found; maps are computed in eval mode (batch-norm running statistics), as at prediction time.

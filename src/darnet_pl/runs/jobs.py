@@ -290,6 +290,7 @@ def _mixed(folder: Path, members: Sequence[Member], how: str) -> JobSelectionErr
         "key": first,
         "folder_hint": f" (or give its folder, --ckpt {own})" if own is not None else "",
         "job": jobs[0].job or jobs[0].checkpoint,
+        "folder": own if own is not None else (jobs[0].job or jobs[0].checkpoint),
     }
     return JobSelectionError(f"{folder}: holds {len(by_key)} experiments ({listed}); " + how.format(**example))
 

@@ -1,7 +1,8 @@
 """Scan readers: every source turns one ``ScanRecord`` into a uint8 (D, H, W) volume, or a ``ScanError``.
 
 - ``slices``: a folder of numbered 8-bit slice images (CC-CCII, or the user's own);
-- ``volumes``: a NIfTI file or a DICOM series folder in Hounsfield units, windowed to 8 bits;
+- ``volumes``: a NIfTI file or a DICOM series folder in Hounsfield units, loaded with its geometry (the rest is the
+  MONAI transform chain of ``darnet_pl.data.volume_transforms``);
 - ``ccii``: finds CC-CCII scans on disk and checks them against the dataset's index;
 - ``folder``: the user's own list of scans (a CSV).
 
@@ -111,9 +112,10 @@ smaller than the model's input carries nothing to classify once upsampled, yet w
 as a real one."""
 
 
-def check_slice_size(path: str | os.PathLike[str], height: int, width: int, prep: Preprocessing) -> None:
-    """Refuse slices far smaller than the model's input (``MIN_SIDE_FRACTION``), in one line naming the sizes."""
-    _, model_h, model_w = prep.size
+def check_slice_size(path: str | os.PathLike[str], height: int, width: int, model_size: Sequence[int]) -> None:
+    """Refuse slices far smaller than the model's (D, H, W) input (``MIN_SIDE_FRACTION``), in one line naming the
+    sizes."""
+    _, model_h, model_w = model_size
     need_h, need_w = (max(2, -(-side // MIN_SIDE_FRACTION)) for side in (model_h, model_w))
     if height < need_h or width < need_w:
         raise ScanError(
@@ -161,10 +163,9 @@ def load_volume(record: ScanRecord, prep: Preprocessing, positions: Sequence[int
         return read_slice_folder(record.path, prep, expected_slices=record.n_slices, positions=positions)
     if positions is not None:
         raise ScanError(record.path, "slice positions apply to slice folders only")
-    from darnet_pl.data.readers.volumes import read_dicom_series, read_nifti
+    from darnet_pl.data.volume_transforms import read_scan  # NIfTI/DICOM: the MONAI transform chain
 
-    reader = read_nifti if kind == "nifti" else read_dicom_series
-    return reader(record.path, prep, expected_slices=record.n_slices)
+    return read_scan(record.path, prep, expected_slices=record.n_slices)
 
 
 __all__ = [

@@ -145,7 +145,7 @@ def read_slice_folder(
             raise ScanError(folder, f"{len(positions)} slice(s) selected: not a 3D scan")
         paths = [paths[p] for p in positions]
     width, height = probe_slice(paths[0])  # checked_slices: every slice has this size
-    check_slice_size(folder, height, width, prep)
+    check_slice_size(folder, height, width, prep.size)
     volume, _ = resample_planes(len(paths), lambda index: decode_slice(paths[index]), prep)
     return volume
 
