@@ -104,14 +104,18 @@ def _remove_new_stub(output_dir: Path) -> None:
 
 
 def main() -> None:
-    """Console entry: normalises the command line (ranges, -m, debug presets), then hands it to Hydra."""
+    """Console entry: normalises the command line (ranges, -m, experiment/debug presets), then hands it to Hydra;
+    a config that cannot be composed (a typo, an unknown option) is one line and exit 2 (cli.config_errors)."""
+    from darnet_pl.cli.config_errors import config_errors_in_one_line
+
     register_resolvers()
     try:
         sys.argv = normalize_argv(sys.argv)
     except RangeError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    _run()
+    with config_errors_in_one_line():
+        _run()
 
 
 if __name__ == "__main__":
