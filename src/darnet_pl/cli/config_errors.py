@@ -126,6 +126,14 @@ def describe(error: BaseException) -> str:
     return first
 
 
+def _hydra_usage_error(error: BaseException) -> bool:
+    """A ValueError Hydra raises while reading its own options (``-m`` with ``--cfg``), before any job."""
+    traceback = error.__traceback__
+    while traceback is not None and traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    return traceback is not None and traceback.tb_frame.f_globals.get("__name__") == "hydra._internal.utils"
+
+
 @contextlib.contextmanager
 def config_errors_in_one_line() -> Iterator[None]:
     """Around Hydra's entry: a composition error becomes ``error: <one line>`` and exit code 2."""
@@ -134,8 +142,8 @@ def config_errors_in_one_line() -> Iterator[None]:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra then raises instead of printing its report and exiting 1
     try:
         yield
-    except CONFIG_ERRORS as error:
-        if full:
+    except (*CONFIG_ERRORS, ValueError) as error:
+        if full or not (isinstance(error, CONFIG_ERRORS) or _hydra_usage_error(error)):
             raise
         from darnet_pl.cli.hydra_callbacks import remove_unused_sweep_dirs
 

@@ -138,8 +138,8 @@ class ReportOnMultirunEnd(Callback):
             log.warning("no job of %s finished: no report written", sweep_dir)
         except (ValueError, OSError) as error:
             log.error("the sweep report could not be written: %s", str(error).strip().splitlines()[0])
-        else:
-            log.info("sweep report: %s\n%s", result.out_dir, result.summary)
+        else:  # the sweep's result (its first line names the report's folder): the command's output
+            print(result.summary, flush=True)
         failed = failed_jobs(sweep_dir)
         if failed:
             lines = [f"error: {len(failed)} job(s) of {sweep_dir} failed:"]

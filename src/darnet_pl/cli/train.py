@@ -17,6 +17,7 @@ import hydra
 from omegaconf import DictConfig
 
 from darnet_pl.cli.argv import RangeError, normalize_argv
+from darnet_pl.cli.console import setup_console
 from darnet_pl.config.resolvers import register_resolvers
 from darnet_pl.utils.package_files import CONF_DIR
 
@@ -30,6 +31,7 @@ log = logging.getLogger("darnet_pl")
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def _run(cfg: DictConfig) -> float | None:
+    setup_console(cfg)  # quiet unless verbose=true (cli.console)
     from hydra.core.hydra_config import HydraConfig
 
     from darnet_pl.utils.errors import in_multirun

@@ -48,9 +48,9 @@ def run_tags(tags: Any, choices: Any) -> ListConfig:
     return ListConfig(list(dict.fromkeys(out)))  # a config node: a plain list cannot be resolved in place
 
 
-def log_level(verbose: Any, hydra_verbose: Any = False) -> str:
-    """The console level of Hydra's own messages (launching jobs...): WARNING, or INFO with verbose=true."""
-    return "INFO" if verbose is True or bool(hydra_verbose) else "WARNING"
+def console_verbose(verbose: Any, hydra_verbose: Any = False) -> bool:
+    """Whether the console shows every message: ``verbose=true`` or Hydra's ``hydra.verbose`` (true or loggers)."""
+    return verbose is True or bool(hydra_verbose)
 
 
 def register_resolvers() -> None:
@@ -66,7 +66,7 @@ def register_resolvers() -> None:
         )
     for name, function in (
         ("darnet_help", help_text),
-        ("darnet_log_level", log_level),
+        ("darnet_verbose", console_verbose),
         ("darnet_experiment", experiment_key),
         ("darnet_run_name", run_name),
         ("darnet_run_tags", run_tags),
