@@ -27,14 +27,17 @@ from omegaconf import DictConfig, open_dict
 
 # The package's loggers (its Hydra sweeper plugin lives outside darnet_pl, where Hydra looks for plugins).
 OURS = ("darnet_pl", "hydra_plugins.darnet_search")
-# Lines of the package that the run's first or last line already says (training.console): log file only.
-SAID_BY_THE_HEADER_OR_END = (
+# Lines of the package for the log file only: what the run's first or last line already says (training.console),
+# and plumbing (the command each DDP rank runs).
+LOG_FILE_ONLY = (
     ("darnet_pl.training.speed", "precision=auto"),
     ("darnet_pl.training.module", "memory_format=auto"),
     ("darnet_pl.data.datamodule", "fold %d split"),
     ("darnet_pl.training.run", "testing the best checkpoint"),
     ("darnet_pl.training.run", "test metrics written"),
+    ("darnet_pl.distributed.ddp", "starting rank"),
 )
+LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric")
 LIGHTNING_RANK_ZERO = ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero")
 ADVERT = "litlogger"
 LEAFSPEC = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
@@ -49,8 +52,8 @@ def is_verbose(cfg: DictConfig) -> bool:
 
 
 class ConsoleFilter(logging.Filter):
-    """The package's records at INFO and above (but those the header or end line say, and those already printed);
-    other libraries' at WARNING and above."""
+    """The package's records at INFO and above (but LOG_FILE_ONLY's, and those already printed); other libraries'
+    at WARNING and above."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "console", True):
@@ -61,7 +64,7 @@ class ConsoleFilter(logging.Filter):
         if not ours:
             return False
         message = record.msg if isinstance(record.msg, str) else ""
-        return not any(record.name == name and message.startswith(start) for name, start in SAID_BY_THE_HEADER_OR_END)
+        return not any(record.name == name and message.startswith(start) for name, start in LOG_FILE_ONLY)
 
 
 class ConsoleFormatter(logging.Formatter):
@@ -135,6 +138,11 @@ def quiet_console() -> None:
             quiet.addFilter(ConsoleFilter())
             root.removeHandler(handler)
             root.addHandler(quiet)
+    for name in LIGHTNING_LOGGERS:  # imported before logging was configured, Lightning prints through its own handler
+        own = logging.getLogger(name)
+        for handler in [h for h in own.handlers if type(h) is logging.StreamHandler]:
+            own.removeHandler(handler)
+            own.propagate = True  # to the run's handlers: this console and the log file
     logging.getLogger("alembic").setLevel(logging.WARNING)
     for name in LIGHTNING_RANK_ZERO:
         rank_zero = logging.getLogger(name)

@@ -169,6 +169,7 @@ class ConsoleProgress(TQDMProgressBar):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
         super().on_train_epoch_start(trainer, *args)
+        self.train_progress_bar.set_description(epoch_line(trainer, 0.0, False).split("  ")[0])  # as the lines count
         self._epoch_started = time.monotonic()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
