@@ -399,7 +399,7 @@ CASES: dict[str, Callable[[User, str], None]] = {
     "python -m darnet_pl +experiment=smoke model.attention=ca fold=2 trainer.max_epochs=20": overrides_run(
         {"model.attention": "ca", "fold": 2, "trainer.max_epochs": 20}
     ),
-    "python -m darnet_pl +experiment=smoke debug=fdr": as_typed("test metrics written to"),
+    "python -m darnet_pl +experiment=smoke debug=fdr": as_typed("\ndone: outputs/smoke/runs/"),
     "python -m darnet_pl +experiment=smoke --cfg job": as_typed("task_name: smoke"),
     "python -m darnet_pl +experiment=darnet fold=0..4 -m": sweep(("dual",), 5),
     "python -m darnet_pl +experiment=ablation fold=0..4 -m": sweep(ABLATION, 5),

@@ -176,7 +176,8 @@ def test_two_copies_of_one_sweep_run_each_job_once(tmp_path: Path) -> None:
     outputs = [c.communicate(timeout=600) for c in copies]
     assert [c.returncode for c in copies] == [0, 0], outputs
     text = "".join(out + err for out, err in outputs)
-    assert text.count("test metrics written to") == 3, "a job was trained twice (or not at all)"
+    ends = [line for line in text.splitlines() if line.startswith("done: ")]  # each trained job's end line
+    assert len(ends) == 3, "a job was trained twice (or not at all)"
     for fold in range(3):
         history = tmp_path / "outputs/smoke/sweep/dual/debug=tiny" / f"fold{fold}" / "csv" / "metrics.csv"
         with history.open(newline="") as handle:

@@ -5,6 +5,8 @@
   integers around `..` are touched, so paths such as `data.root=../scans` pass as they are, and Hydra's own sweep
   forms (`0,1,2`, `range(0,5)`) keep working.
 - `-m`/`--multirun` goes first: Hydra's parser drops overrides that follow it.
+- `experiment=NAME` becomes `+experiment=NAME` (lightning-hydra-template's spelling: no recipe is in the primary
+  config's defaults, so Hydra itself accepts only the appending form).
 - `debug=NAME` becomes `+debug=NAME` and goes last, so a debug preset overrides the experiment's settings whatever
   the order they were typed in (Hydra applies appended groups in command-line order).
 """
@@ -69,6 +71,8 @@ _OPTIONS_WITH_VALUE = {
     "-sc",
 }
 _DEBUG = re.compile(r"^\+?debug=")
+# groups that no primary config lists in its defaults: typed without '+', they are appended all the same
+_APPENDED_GROUPS = re.compile(r"^(experiment|debug)=")
 
 
 def _split_options(words: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -87,6 +91,11 @@ def _split_options(words: Sequence[str]) -> tuple[list[str], list[str]]:
     return options, overrides
 
 
+def _appended(argument: str) -> str:
+    """``experiment=smoke`` -> ``+experiment=smoke``; every other override as typed."""
+    return "+" + argument if _APPENDED_GROUPS.match(argument) else argument
+
+
 def normalize_argv(argv: Sequence[str]) -> list[str]:
     """Expand ranges; the multirun flag first, then Hydra's other options, the overrides, debug presets last.
 
@@ -96,9 +105,9 @@ def normalize_argv(argv: Sequence[str]) -> list[str]:
     if not argv:
         return []
     options, overrides = _split_options(argv[1:])
-    overrides = [check_fold(expand_inclusive_range(a)) for a in overrides]
+    overrides = [_appended(check_fold(expand_inclusive_range(a))) for a in overrides]
     flags = [a for a in options if a in MULTIRUN_FLAGS][:1]
     options = [a for a in options if a not in MULTIRUN_FLAGS]
-    debug = ["+" + a.lstrip("+") for a in overrides if _DEBUG.match(a)]
+    debug = [a for a in overrides if _DEBUG.match(a)]
     others = [a for a in overrides if not _DEBUG.match(a)]
     return [argv[0], *flags, *options, *others, *debug]

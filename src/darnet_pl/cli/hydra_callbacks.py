@@ -1,4 +1,5 @@
-"""Hydra callbacks: check the output folder before anything runs; after a multirun, write the sweep's report."""
+"""Hydra callbacks: check the output folder and what every job needs before anything runs; after a multirun, write
+the sweep's report."""
 
 from __future__ import annotations
 
@@ -21,6 +22,21 @@ log = logging.getLogger(__name__)
 # when the run stops at once on a user error (a folder given with hydra.run.dir=... to resume is never removed).
 # Maps each such folder to the nearest folder above it that already existed: empty folders in between go too.
 created_run_dirs: dict[Path, Path] = {}
+# The same for the sweep folder of a multirun: Hydra makes it (and writes multirun.yaml) before it composes the
+# jobs' configs, so a typo in a swept value would leave an empty sweep behind (remove_unused_sweep_dirs).
+created_sweep_dirs: dict[Path, Path] = {}
+
+
+def remove_unused_sweep_dirs() -> None:
+    """Remove the sweep folders this command created that hold nothing but Hydra's multirun.yaml (no job ran)."""
+    for sweep_dir, existed in created_sweep_dirs.items():
+        if not sweep_dir.is_dir() or any(p.name != "multirun.yaml" for p in sweep_dir.iterdir()):
+            continue
+        (sweep_dir / "multirun.yaml").unlink(missing_ok=True)
+        folder = sweep_dir
+        while folder != existed and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+            folder = folder.parent
 
 
 class CheckOutputFolder(Callback):
@@ -39,7 +55,10 @@ class CheckOutputFolder(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check_values(config, whole=False)
-        self._check(config.hydra.sweep.dir)
+        sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
+        if not sweep_dir.exists():
+            created_sweep_dirs[sweep_dir] = nearest_existing(sweep_dir)
+        self._check(sweep_dir)
 
     @staticmethod
     def _check_values(config: DictConfig, whole: bool) -> None:
@@ -69,6 +88,35 @@ class CheckOutputFolder(Callback):
             raise SystemExit(EXIT_USER_ERROR) from None
 
 
+class CheckJobNeeds(Callback):
+    """What every job needs and no sweep value changes (cli.job_needs) is checked once, before the first job: a
+    missing data root, an unwritable cache, a launcher or logger whose package is not installed, a value that
+    cannot be right is one line and exit code 2, with no job folder made."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, frozenset())
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from darnet_pl.cli.job_needs import varied_keys
+
+        self._check(config, varied_keys(config))
+
+    @staticmethod
+    def _check(config: DictConfig, varied: frozenset[str]) -> None:
+        from darnet_pl.cli.job_needs import check_job_needs
+        from darnet_pl.utils.errors import one_line
+        from darnet_pl.utils.exit_codes import EXIT_USER_ERROR
+        from darnet_pl.utils.io import StorageError
+
+        try:
+            check_job_needs(config, varied)
+        except (ValueError, StorageError, ImportError) as error:
+            if os.environ.get("DARNET_FULL_ERROR"):
+                raise
+            print(f"error: {one_line(error)}", file=sys.stderr)
+            raise SystemExit(EXIT_USER_ERROR) from None
+
+
 def nearest_existing(folder: Path) -> Path:
     """``folder`` itself if it exists, else the nearest folder above it that does (where it would be created)."""
     while not folder.exists() and folder != folder.parent:
@@ -76,9 +124,10 @@ def nearest_existing(folder: Path) -> Path:
     return folder
 
 
-def probe_writable(folder: Path) -> None:
-    """Raise StorageError unless files can be created in ``folder`` or, where it does not exist yet, in the
-    nearest folder above it (which is where Hydra will create it). Creates nothing that stays behind."""
+def probe_writable(folder: Path, what: str = "into this output folder") -> None:
+    """Raise StorageError (``<folder>: cannot write <what> (<reason>)``) unless files can be created in ``folder``
+    or, where it does not exist yet, in the nearest folder above it (which is where it will be created). Creates
+    nothing that stays behind."""
     from darnet_pl.utils.io import storage_error, write_probe
 
     existing = nearest_existing(folder)
@@ -87,7 +136,7 @@ def probe_writable(folder: Path) -> None:
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
         write_probe(existing)
     except OSError as error:
-        raise storage_error(folder, error, "into this output folder") from None
+        raise storage_error(folder, error, what) from None
 
 
 class ReportOnMultirunEnd(Callback):
@@ -110,10 +159,10 @@ class ReportOnMultirunEnd(Callback):
             log.warning("no job of %s finished: no report written", sweep_dir)
         except (ValueError, OSError) as error:
             log.error("the sweep report could not be written: %s", str(error).strip().splitlines()[0])
-        else:
-            log.info("sweep report: %s\n%s", result.out_dir, result.summary)
+        else:  # the sweep's result (its first line names the report's folder): the command's output
+            print(result.summary, flush=True)
             for line in report_to_wandb(result, self.wandb):
-                log.info("%s", line)
+                print(line, flush=True)
         failed = failed_jobs(sweep_dir)
         if failed:
             lines = [f"error: {len(failed)} job(s) of {sweep_dir} failed:"]

@@ -17,6 +17,7 @@ import hydra
 from omegaconf import DictConfig
 
 from darnet_pl.cli.argv import RangeError, normalize_argv
+from darnet_pl.cli.console import setup_console
 from darnet_pl.config.resolvers import register_resolvers
 from darnet_pl.utils.package_files import CONF_DIR
 
@@ -30,6 +31,7 @@ log = logging.getLogger("darnet_pl")
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def _run(cfg: DictConfig) -> float | None:
+    setup_console(cfg)  # quiet unless verbose=true (cli.console)
     from hydra.core.hydra_config import HydraConfig
 
     from darnet_pl.utils.errors import in_multirun
@@ -129,14 +131,18 @@ def _remove_new_stub(output_dir: Path) -> None:
 
 
 def main() -> None:
-    """Console entry: normalises the command line (ranges, -m, debug presets), then hands it to Hydra."""
+    """Console entry: normalises the command line (ranges, -m, experiment/debug presets), then hands it to Hydra;
+    a config that cannot be composed (a typo, an unknown option) is one line and exit 2 (cli.config_errors)."""
+    from darnet_pl.cli.config_errors import config_errors_in_one_line
+
     register_resolvers()
     try:
         sys.argv = normalize_argv(sys.argv)
     except RangeError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    _run()
+    with config_errors_in_one_line():
+        _run()
 
 
 if __name__ == "__main__":

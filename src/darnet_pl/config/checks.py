@@ -7,6 +7,7 @@ what it must be; a wrong value is one ``ValueError`` naming the key, the value a
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -140,6 +141,9 @@ def _value(cfg: DictConfig, key: str) -> Any:
     return value
 
 
+# darnet_pl.models.ATTENTION_VARIANTS (config/ does not import the model; tests/config/test_checks.py keeps them equal)
+ATTENTION_VARIANTS = ("none", "ca", "da", "dual")
+
 CCII_SOURCE = "darnet_pl.data.sources.ccii.CCIISource"
 
 
@@ -208,6 +212,11 @@ def check_config(cfg: DictConfig) -> None:
         if not test(value):
             shown = value if not isinstance(value, list) else "[" + ",".join(str(v) for v in value) + "]"
             raise ValueError(f"{key}={shown}: expected {expected}")
+    attention = _value(cfg, "model.attention")
+    if attention not in (_MISSING, None) and attention not in ATTENTION_VARIANTS:
+        close = difflib.get_close_matches(str(attention), ATTENTION_VARIANTS, n=1, cutoff=0.75)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise ValueError(f"model.attention={attention}: expected one of {', '.join(ATTENTION_VARIANTS)}{hint}")
     how = _value(cfg, "model.patient_aggregation")
     if how not in (_MISSING, None, "mean", "max"):
         raise ValueError(f"model.patient_aggregation={how}: expected one of mean, max")

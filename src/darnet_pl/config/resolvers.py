@@ -7,6 +7,7 @@ from typing import Any
 
 from omegaconf import ListConfig, OmegaConf
 
+from darnet_pl.config.help import help_text
 from darnet_pl.runs.naming import experiment_of, job_subdir
 from darnet_pl.utils.package_files import RESOURCES_DIR
 
@@ -54,6 +55,11 @@ def run_tags(tags: Any, choices: Any) -> ListConfig:
     return ListConfig(list(dict.fromkeys(out)))  # a config node: a plain list cannot be resolved in place
 
 
+def console_verbose(verbose: Any, hydra_verbose: Any = False) -> bool:
+    """Whether the console shows every message: ``verbose=true`` or Hydra's ``hydra.verbose`` (true or loggers)."""
+    return verbose is True or bool(hydra_verbose)
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("darnet_packaged"):
         OmegaConf.register_new_resolver("darnet_packaged", packaged_file)
@@ -68,6 +74,8 @@ def register_resolvers() -> None:
             "darnet_job_subdir", lambda attention, fold, overrides: job_subdir(attention, fold, overrides)
         )
     for name, function in (
+        ("darnet_help", help_text),
+        ("darnet_verbose", console_verbose),
         ("darnet_experiment", experiment_key),
         ("darnet_run_name", run_name),
         ("darnet_run_tags", run_tags),

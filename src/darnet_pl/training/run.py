@@ -30,7 +30,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import LearningRateMonitor
+from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
@@ -47,6 +47,7 @@ from darnet_pl.runs.checkpoints import TEMPERATURE_KEY
 from darnet_pl.runs.layout import CONFIG_FILE, METRICS_FILE, PREDICTIONS_FILE, WANDB_RUN_ID_FILE, last_checkpoint
 from darnet_pl.runs.metrics_file import read_metrics_file, write_metrics_file
 from darnet_pl.runs.predictions import probabilities_of, write_predictions
+from darnet_pl.training.console import announce_end, announce_run
 from darnet_pl.training.memory_advice import out_of_memory_advice
 from darnet_pl.training.wandb_results import finish_wandb_runs, log_test_results
 from darnet_pl.utils.io import atomic_path, write_text_atomic
@@ -70,7 +71,10 @@ def git_commit() -> str | None:
 def build_callbacks(cfg: DictConfig, with_loggers: bool) -> list[pl.Callback]:
     """Callbacks from the config; the learning-rate monitor only where there is a logger to write to."""
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    return [c for c in callbacks if with_loggers or not isinstance(c, LearningRateMonitor)]
+    callbacks = [c for c in callbacks if with_loggers or not isinstance(c, LearningRateMonitor)]
+    if cfg.trainer.get("enable_progress_bar") is False:  # Lightning refuses a progress bar it was told not to draw
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    return callbacks
 
 
 def build_loggers(cfg: DictConfig, output_dir: Path, resuming: bool) -> list[Any]:
@@ -180,7 +184,7 @@ def stop_after_sigterm(
     if by == "Ctrl-C" and not testing and not last.is_file():
         message = "stopped by Ctrl-C during the first epoch: no checkpoint to resume from"
     if owns_job():  # the other ranks of a DDP job stop as silently as they trained
-        log.warning("%s", message)
+        log.warning("%s", message, extra={"console": False})  # in the log file; the console gets it once, below
         print(message, file=sys.stderr)
     return SystemExit(STOP_STATUS[by])
 
@@ -263,6 +267,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=build_callbacks(cfg, bool(loggers)), logger=loggers or False
     )
+    announce_run(cfg, trainer, model)
     for logger in loggers:
         logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "git_commit": git_commit()})
     try:
@@ -296,7 +301,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
                     log.warning("temperature scaling: no best checkpoint to store T in; it is used for testing only")
                 model.temperature = temperature
             with advice_on_out_of_memory(cfg, "testing"):
-                tester.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+                tester.test(
+                    model,
+                    datamodule=datamodule,
+                    ckpt_path=best or None,
+                    weights_only=True,
+                    verbose=bool(cfg.get("verbose")),  # Lightning's table: every float32 digit
+                )
         except (KeyboardInterrupt, SystemExit) as stop:
             by = stopped_by(stop)
             if by is None:
@@ -325,4 +336,5 @@ def train(cfg: DictConfig) -> dict[str, float]:
     selected = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
     if selected is not None:
         metrics["selected/val_score"] = float(selected)  # returned to a sweeper; not a test result
+    announce_end(output_dir, trainer, metrics, tested=bool(cfg.get("test", True)))
     return metrics

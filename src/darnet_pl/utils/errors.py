@@ -70,7 +70,7 @@ def user_errors() -> Iterator[None]:
         if cause is None or os.environ.get("DARNET_FULL_ERROR"):
             raise
         message = one_line(cause)
-        log.error("%s", message)
+        log.error("%s", message, extra={"console": False})  # the log file's copy: the console gets the line below
         if in_multirun():
             raise JobFailed(message) from None
         print(f"error: {message}", file=sys.stderr)

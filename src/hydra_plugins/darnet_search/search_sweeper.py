@@ -62,6 +62,12 @@ class SearchSweeper(Sweeper):
         self.total = int(self.impl.n_trials)
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        import optuna
+
+        # Optuna prints through a handler of its own; through the app's instead, its notes follow the console's
+        # verbose setting (darnet_pl.cli.console) and reach the jobs' log files
+        optuna.logging.disable_default_handler()
+        optuna.logging.enable_propagation()
         self.impl.setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments: list[str]) -> None:
