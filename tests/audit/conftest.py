@@ -13,12 +13,12 @@ TRAIN = (
     "+experiment=smoke",
     "debug=tiny",
     "logger=none",
-    "test=false",
     "trainer.max_epochs=3",
     "synthetic_patients_per_class=12",
     "model.optimizer.lr=3e-3",
 )
-"""A tiny training (16x32x32, width 4, 12 patients per class, 3 epochs): enough to learn a frame, not the lungs."""
+"""A tiny training (16x32x32, width 4, 12 patients per class, 3 epochs): enough to learn a frame, not the lungs.
+Tested, as every run: the audit takes finished jobs only (runs.jobs)."""
 SHORTCUT = "data.source.shortcut.class_name=Normal"
 """A bright frame on every slice of half of the Normal patients (conf/data/synthetic.yaml)."""
 
