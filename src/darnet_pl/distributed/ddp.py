@@ -262,8 +262,9 @@ class HydraDDPStrategy(DDPStrategy):
             self._launcher.finish(failed=failed)
 
 
-# callbacks of fitting (or that a new Trainer makes itself); the others (e.g. test-time logging) carry over
-_FIT_ONLY_CALLBACKS = (Checkpoint, LearningRateMonitor, ProgressBar, ModelSummary)
+# callbacks of fitting (or that a new Trainer makes itself); the others (e.g. test-time logging and the run's own
+# progress bar, so that testing looks as it does without DDP) carry over
+_FIT_ONLY_CALLBACKS = (Checkpoint, LearningRateMonitor, ModelSummary)
 
 
 def single_device_trainer(trainer: pl.Trainer) -> pl.Trainer:
@@ -284,6 +285,7 @@ def single_device_trainer(trainer: pl.Trainer) -> pl.Trainer:
         precision=trainer.precision,
         logger=trainer.loggers or False,
         callbacks=[c for c in trainer.callbacks if not isinstance(c, _FIT_ONLY_CALLBACKS)],
+        enable_progress_bar=any(isinstance(c, ProgressBar) for c in trainer.callbacks),
         enable_checkpointing=False,
         enable_model_summary=False,
         default_root_dir=trainer.default_root_dir,
