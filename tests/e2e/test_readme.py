@@ -412,7 +412,9 @@ CASES: dict[str, Callable[[User, str], None]] = {
     'python -m darnet_pl +experiment=smoke "logger=[csv,wandb]"': single_run(),
     "wandb sync outputs/smoke/runs/<run>/wandb/offline-run-*": wandb_sync,
     "python -m darnet_pl +experiment=ablation fold=0..4 -m trainer=ddp": dry_run(BASIC_LAUNCHER, devices=2),
-    "python -m darnet_pl +experiment=smoke debug=tiny trainer.max_epochs=2 fold=0..1 -m trainer=ddp_cpu": sweep(("dual",), 2),
+    "python -m darnet_pl +experiment=smoke debug=tiny trainer.max_epochs=2 fold=0..1 -m trainer=ddp_cpu": sweep(
+        ("dual",), 2
+    ),
     "python -m darnet_pl +experiment=ablation fold=0..4 -m hydra/launcher=slurm trainer=slurm "
     "hydra.launcher.partition=gpu hydra.launcher.gpus_per_node=4": dry_run(
         "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher", devices=4
