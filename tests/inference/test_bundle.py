@@ -221,9 +221,15 @@ def test_a_sweep_of_several_experiments_is_refused(sweep, tmp_path, cwd):
     assert result.returncode == 2
     assert only_line(result.stderr) == (
         f"error: {mixed}: holds 2 experiments (smoke_ablation/ca (1 job), smoke_ablation/dual (1 job)); a bundle is "
-        f"one model (the folds of one experiment): export one of them (e.g. --ckpt {mixed / 'ca'})"
+        f"one model (the folds of one experiment): pick one with --experiment smoke_ablation/ca (or give its folder, "
+        f"--ckpt {mixed / 'ca'})"
     )
     assert not (tmp_path / "out").exists() and every_file(cwd) == []
+    result = run_tool(EXPORT, "--ckpt", mixed, "--experiment", "smoke_ablation/dual", "--format", "bundle",
+                      "--out", tmp_path / "out", cwd=cwd)  # fmt: skip
+    assert result.returncode == 0, explain(result)
+    metadata = json.loads((tmp_path / "out" / "configs" / "metadata.json").read_text())
+    assert [Path(c["path"]).parts[-4:-2] for c in metadata["darnet"]["checkpoints"]] == [("dual", "fold0")]
 
 
 @pytest.mark.slow  # subprocesses that load and run the models

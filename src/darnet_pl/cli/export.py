@@ -26,6 +26,10 @@ def build_parser() -> OneLineParser:
         help="the checkpoint (.ckpt) to export; with --format bundle also a run folder or a sweep folder of one "
         "experiment (its folds become an ensemble)",
     )  # fmt: skip
+    parser.add_argument(
+        "--experiment", metavar="KEY", default=None,
+        help="--format bundle from a folder of several experiments: this one's jobs (its key, e.g. smoke_ablation/ca)",
+    )  # fmt: skip
     add_best_so_far(parser)
     parser.add_argument(
         "--format", nargs="+", choices=(*FORMATS, BUNDLE), default=list(FORMATS),
@@ -55,9 +59,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             from darnet_pl.inference.bundle import export_bundle
 
             out = args.out if args.out is not None else DEFAULT_BUNDLE_DIR
-            written = export_bundle(args.ckpt, out, overwrite=args.overwrite, best_so_far=args.best_so_far)
+            written = export_bundle(
+                args.ckpt, out, overwrite=args.overwrite, best_so_far=args.best_so_far, experiment=args.experiment
+            )
             print(f"bundle: {out} ({len(written)} files)")
             return EXIT_OK
+        if args.experiment is not None:
+            raise ExportError("--experiment: for --format bundle only (TorchScript/ONNX export one checkpoint)")
         written = export(args.ckpt, args.out, args.format, args.name, args.opset, args.overwrite, args.best_so_far)
         for fmt, path in written.items():
             print(f"{fmt}: {path}")

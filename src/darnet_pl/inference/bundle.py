@@ -68,15 +68,17 @@ class BundleError(ExportError):
 # ---------------------------------------------------------------------------------------------- checkpoints
 
 
-ONE_BUNDLE = "a bundle is one model (the folds of one experiment): export one of them (e.g. --ckpt {folder})"
+ONE_BUNDLE = "a bundle is one model (the folds of one experiment): pick one with --experiment {key}{folder_hint}"
 
 
-def bundle_checkpoints(source: str | os.PathLike[str], best_so_far: bool = False) -> list[Path]:
-    """The checkpoints of a file, a run folder, or a sweep folder that holds the folds of one experiment: its
-    finished jobs (``runs.jobs.model_sets``, the one definition of a job's experiment; ``best_so_far``: unfinished
-    jobs' best checkpoints too)."""
+def bundle_checkpoints(
+    source: str | os.PathLike[str], best_so_far: bool = False, experiment: str | None = None
+) -> list[Path]:
+    """The checkpoints of a file, a run folder, or a sweep folder that holds the folds of one experiment (or of the
+    one named by ``experiment``, its key): its finished jobs (``runs.jobs.model_sets``, the one definition of a job's
+    experiment; ``best_so_far``: unfinished jobs' best checkpoints too)."""
     try:
-        (chosen,) = model_sets([source], best_so_far=best_so_far, how=ONE_BUNDLE)
+        (chosen,) = model_sets([source], experiment=experiment, best_so_far=best_so_far, how=ONE_BUNDLE)
     except JobSelectionError as error:
         raise BundleError(str(error)) from None
     return chosen.files
@@ -457,13 +459,18 @@ def write_bundle(out: Path, contents: Mapping[str, bytes]) -> None:
 
 
 def export_bundle(
-    source: str | os.PathLike[str], out_dir: str | os.PathLike[str], overwrite: bool = False, best_so_far: bool = False
+    source: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    overwrite: bool = False,
+    best_so_far: bool = False,
+    experiment: str | None = None,
 ) -> dict[str, Path]:
-    """Export ``source`` (checkpoint, run or one-experiment sweep) as a MONAI bundle in ``out_dir``; the files."""
+    """Export ``source`` (checkpoint, run, or sweep of one experiment or with ``experiment`` naming one) as a MONAI
+    bundle in ``out_dir``; the files."""
     source = Path(source)
     out = Path(out_dir).expanduser()
     check_bundle_target(out, overwrite)
-    files = bundle_checkpoints(source, best_so_far)
+    files = bundle_checkpoints(source, best_so_far, experiment)
     with output_folder(out.parent, "darnet-export"):  # locked: no second export writes beside it meanwhile
         check_writable(out.parent)
         check_bundle_target(out, overwrite)  # again, now that the folder is ours
