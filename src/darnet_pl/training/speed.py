@@ -2,7 +2,7 @@
 
 They live in one place so that ``python -m darnet_pl.bench.model`` measures exactly what a training run does, and
 so that the defaults (``conf/trainer/cpu.yaml``, ``conf/model/darnet.yaml``) are decided by measurement
-(docs/scale.md) rather than by habit.
+(docs/explanation/speed.md) rather than by habit.
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def make_trainer(precision: str | int | None = "auto", **kwargs: Any) -> Any:
 
 
 def resolve_memory_format(name: str, accelerator: str, precision: str | int | None) -> str:
-    """``auto``: ``channels_last_3d`` for bf16 on the CPU (measured fastest there, docs/scale.md), else contiguous.
+    """``auto``: ``channels_last_3d`` for bf16 on the CPU (measured fastest there, docs/explanation/speed.md),
+    else contiguous.
 
     In float32 on the CPU channels_last_3d is slower than contiguous; on GPUs it has not been measured here.
     """
