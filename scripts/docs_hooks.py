@@ -17,7 +17,8 @@ from typing import Any
 
 from mkdocs.structure.files import File, Files
 
-CONSOLE_TOOLS = ("darnet-report", "darnet-predict", "darnet-evaluate", "darnet-export")  # argparse: build_parser()
+# the console tools with an argparse parser (``build_parser``)
+CONSOLE_TOOLS = ("darnet-report", "darnet-predict", "darnet-evaluate", "darnet-export", "darnet-model-card")
 
 
 def _cell(text: object, prose: bool = True) -> str:
@@ -121,7 +122,7 @@ def commands_page() -> str:
         "",
     ]
     for tool in CONSOLE_TOOLS:
-        module = importlib.import_module(f"darnet_pl.cli.{tool.removeprefix('darnet-')}")
+        module = importlib.import_module(f"darnet_pl.cli.{tool.removeprefix('darnet-').replace('-', '_')}")
         parser = module.build_parser()
         lines += [f"## `{tool}`", "", _cell(parser.description or ""), "", "```text", parser.format_usage().strip()]
         lines += ["```", "", *_option_rows(parser), ""]

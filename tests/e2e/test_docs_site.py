@@ -69,7 +69,8 @@ def test_generated_pages_cover_every_conf_file_and_every_option() -> None:
     for tool in ("python -m darnet_pl", "darnet-prepare", "darnet-audit", *hooks.CONSOLE_TOOLS):
         assert f"## `{tool}" in commands
     for tool in hooks.CONSOLE_TOOLS:
-        parser = importlib.import_module(f"darnet_pl.cli.{tool.removeprefix('darnet-')}").build_parser()
+        module = f"darnet_pl.cli.{tool.removeprefix('darnet-').replace('-', '_')}"
+        parser = importlib.import_module(module).build_parser()
         for action in parser._actions:
             for option in action.option_strings:
                 if option not in ("-h", "--help"):

@@ -237,6 +237,18 @@ def report(user: User, command: str) -> None:
         assert method in table
 
 
+def model_card(user: User, command: str) -> None:
+    """The ablation's model card from the report its sweep wrote."""
+    sweep(("none", "ca", "da", "dual"), 5)(user, "python -m darnet_pl +experiment=ablation fold=0..4 -m")
+    result = user.ok(command)
+    card = (user.home / "outputs" / "ablation" / "sweep" / "report" / "MODEL_CARD.md").read_text()
+    assert result.stdout.strip() == "model card: outputs/ablation/sweep/report/MODEL_CARD.md", explain(result)
+    assert "**Research only - not for clinical diagnosis.**" in card and "**Known shortcut.**" in card, card
+    commands = card.split("```bash\n", 1)[1].split("```")[0].splitlines()
+    assert all(c.startswith("python -m darnet_pl +experiment=ablation") for c in commands), card
+    assert all(c.endswith(" fold=0..4 -m") for c in commands), card
+
+
 def control_report(user: User, command: str) -> None:
     """The raw and the shortcut-control sweeps in one report: the control's rows beside the raw ones."""
     for experiment in ("darnet", "shortcut_control"):
@@ -435,6 +447,7 @@ CASES: dict[str, Callable[[User, str], None]] = {
     # the same 20 jobs as the paper's ablation above, which runs for real: here every job is composed only
     "python -m darnet_pl +experiment=smoke_ablation fold=0..4 -m": dry_run(BASIC_LAUNCHER),
     "darnet-report outputs/ablation/sweep": report,
+    "darnet-model-card outputs/ablation/sweep": model_card,
     "python -m darnet_pl +experiment=search -m": search,
     "darnet-report outputs/darnet/sweep outputs/shortcut_control/sweep": control_report,
     'python -m darnet_pl +experiment=smoke "logger=[csv,wandb]"': single_run(),
