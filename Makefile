@@ -55,7 +55,7 @@ bench: install ## benchmarks, printed as JSON
 	$(PY) -m darnet_pl.bench $(ARGS)
 
 docs: install ## build the documentation site into site/ (mkdocs --strict: a broken link or reference fails)
-	$(VENV)/bin/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 clean: ## remove run outputs (keeps .venv)
 	rm -rf outputs multirun logs wandb site .pytest_cache .ruff_cache
