@@ -121,5 +121,9 @@ def read_config_file(path: Path, conf_dir: Path = CONF_DIR) -> ConfigFile:
 
 def config_files(conf_dir: Path = CONF_DIR) -> list[ConfigFile]:
     """Every file of ``conf/``: the primary configs first, then each group's options in order."""
-    paths = sorted(conf_dir.rglob("*.yaml"), key=lambda p: (p.parent != conf_dir, p.relative_to(conf_dir).as_posix()))
+
+    def order(path: Path) -> tuple[bool, str, str]:  # a group before its sub-groups: data, then data/augment
+        return path.parent != conf_dir, path.parent.relative_to(conf_dir).as_posix(), path.name
+
+    paths = sorted(conf_dir.rglob("*.yaml"), key=order)
     return [read_config_file(path, conf_dir) for path in paths]
