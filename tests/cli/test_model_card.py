@@ -74,3 +74,18 @@ def test_a_ccii_control_card_names_the_shortcut_and_the_control() -> None:
     card = render_recipe_card(report)
     assert "**Known shortcut.**" in card and "lung-segmented scans left out" in card
     assert recipe_commands(report) == ["python -m darnet_pl +experiment=smoke fold=0"]
+
+
+def test_commands_are_rebuilt_from_the_recipe_its_overrides_and_folds() -> None:
+    """Reports list the experiment-defining overrides (runs.naming) beside the recipe's name; older ones listed the
+    recipe among them."""
+    jobs = [
+        {"task_name": "ablation", "overrides": ["+debug=tiny"], "fold": k, "variant": v}
+        for k in (0, 1, 2)
+        for v in "ab"
+    ]
+    jobs += [{"task_name": "smoke", "overrides": ["+experiment=smoke", "model.width=8"], "fold": k} for k in (1, 3)]
+    assert recipe_commands({"jobs": jobs}) == [
+        "python -m darnet_pl +experiment=ablation +debug=tiny fold=0..2 -m",
+        "python -m darnet_pl +experiment=smoke model.width=8 fold=1,3 -m",
+    ]

@@ -145,10 +145,14 @@ def _fold_text(folds: Sequence[int]) -> str:
 
 
 def recipe_commands(report: Mapping[str, Any]) -> list[str]:
-    """The training commands of a report's jobs, rebuilt from the overrides and folds ``report.json`` records."""
+    """The training commands of a report's jobs, rebuilt from what ``report.json`` records of each: its recipe
+    (``task_name``), the overrides that define its experiment (older reports list the recipe among them) and its
+    fold. The variants a recipe sweeps itself (the ablation's) are the recipe's, not overrides."""
     folds: dict[tuple[str, ...], list[int]] = {}
     for job in report.get("jobs") or []:
-        folds.setdefault(tuple(job.get("overrides") or ()), []).append(int(job.get("fold", 0)))
+        kept = [o for o in job.get("overrides") or () if o.lstrip("+~").split("=", 1)[0] != "experiment"]
+        command = (f"+experiment={job['task_name']}",) if job.get("task_name") else ()
+        folds.setdefault((*command, *kept), []).append(int(job.get("fold", 0)))
     return [f"python -m darnet_pl {' '.join(overrides)} {_fold_text(found)}" for overrides, found in folds.items()]
 
 
