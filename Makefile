@@ -9,7 +9,7 @@ PIN := $(VENV)/torch-pin.txt
 export WANDB_MODE ?= offline
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-all lint format bench clean
+.PHONY: help install train test test-all lint format bench docs clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -26,7 +26,7 @@ $(PIN): | $(PY)
 	@echo "torch pinned: $$(cat $(PIN))"
 
 $(STAMP): pyproject.toml $(PIN)
-	$(PY) -m pip install -q -c $(PIN) -e '.[dev,export,cluster,search,bundle]'
+	$(PY) -m pip install -q -c $(PIN) -e '.[dev,export,cluster,search,bundle,docs]'
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv (CPU torch unless one is there already) and install the package + dev tools
@@ -54,5 +54,8 @@ format: install ## apply ruff fixes and formatting
 bench: install ## benchmarks, printed as JSON
 	$(PY) -m darnet_pl.bench $(ARGS)
 
+docs: install ## build the documentation site into site/ (mkdocs --strict: a broken link or reference fails)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 clean: ## remove run outputs (keeps .venv)
-	rm -rf outputs multirun logs wandb .pytest_cache .ruff_cache
+	rm -rf outputs multirun logs wandb site .pytest_cache .ruff_cache

@@ -27,7 +27,8 @@ from darnet_pl.data.preprocess import (
     window_to_255,
 )
 from darnet_pl.data.readers import slices as slices_module
-from darnet_pl.data.readers.scans import ScanError, load_volume
+from darnet_pl.data.readers.load import load_volume
+from darnet_pl.data.readers.scans import ScanError
 from darnet_pl.data.readers.slices import read_slice_folder, read_slice_folder_baseline
 from darnet_pl.data.readers.volumes import orient_dhw
 from darnet_pl.data.records import ScanRecord

@@ -1,14 +1,15 @@
-"""The README is the test suite: every command of its ```bash blocks runs here as a user types it.
+"""The documentation is the test suite: every command of the ```bash blocks of the README, CONTRIBUTING.md and the
+docs pages (tests/helpers/readme.py) runs here as a user types it.
 
-One user, one empty working folder, the README read top to bottom: each command is run as written (paths such as
-``/data/CC-CCII`` point at small stand-ins made in that folder; a placeholder such as ``<run>`` is the folder an
-earlier command made), with only the environment a user has (tests/helpers/user.py) and no output-folder override.
-The user has CC-CCII (a subset of real scan ids of the paper's split, tiny slices) and has exported
-``DARNET_CCII_ROOT`` as the README says.
+One user, one empty working folder, the README and then the docs read top to bottom: each command is run as written
+(paths such as ``/data/CC-CCII`` point at small stand-ins made in that folder; a placeholder such as ``<run>`` is
+the folder an earlier command made), with only the environment a user has (tests/helpers/user.py) and no
+output-folder override. The user has CC-CCII (a subset of real scan ids of the paper's split, tiny slices) and
+has exported ``DARNET_CCII_ROOT`` as the docs say.
 Commands that train get the documented preset ``debug=tiny`` appended (a real training of seconds); commands that
 need a GPU or a cluster are checked by a launcher dry run (every job's composed config, the launcher importable);
-``make`` targets by ``make -n`` plus the command they run. A command added to the README without a case here fails
-``test_every_readme_command_has_a_case``.
+``make`` targets by ``make -n`` plus the command they run. A command added to the README or the docs without a case
+here fails ``test_every_documented_command_has_a_case``; a case whose command left them fails it too.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import yaml
 from darnet_pl.cli.argv import normalize_argv
 from darnet_pl.runs.naming import job_subdir
 from tests.helpers import datasets
-from tests.helpers.readme import readme_commands
+from tests.helpers.readme import documented_commands
 from tests.helpers.sweeps import dry_run_jobs
 from tests.helpers.user import REPO_ROOT, explain, run_as_typed
 
@@ -108,6 +109,18 @@ def make_target(recipe: str, then: str | None = None) -> Callable[[User, str], N
     return check
 
 
+def make_always(recipe: str) -> Callable[[User, str], None]:
+    """``make install`` typed in the checkout: what it would run even where .venv is up to date (``make -n -B``)."""
+
+    def check(user: User, command: str) -> None:
+        target = command.split()[1]
+        dry = subprocess.run(["make", "-n", "-B", target], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+        assert dry.returncode == 0, dry.stderr
+        assert recipe in dry.stdout, dry.stdout
+
+    return check
+
+
 def make_for_real(user: User, command: str) -> None:
     result = subprocess.run(command.split(), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -148,6 +161,20 @@ def overrides_run(expect: dict[str, object]) -> Callable[[User, str], None]:
                 node = node[key]
             assert node == value, (dotted, node)
         single_run(f"{command} {TINY} trainer.max_epochs=2", task="smoke")(user, command)
+
+    return check
+
+
+def composed(expect: dict[str, object]) -> Callable[[User, str], None]:
+    """A command for hardware this machine lacks (4 GPUs): as typed, it composes to ``expect`` (``--cfg job``)."""
+
+    def check(user: User, command: str) -> None:
+        node_of = yaml.safe_load(user.ok(f"{command} --cfg job").stdout)
+        for dotted, value in expect.items():
+            node = node_of
+            for key in dotted.split("."):
+                node = node[key]
+            assert node == value, (dotted, node)
 
     return check
 
@@ -210,6 +237,18 @@ def report(user: User, command: str) -> None:
         assert method in table
 
 
+def model_card(user: User, command: str) -> None:
+    """The ablation's model card from the report its sweep wrote."""
+    sweep(("none", "ca", "da", "dual"), 5)(user, "python -m darnet_pl +experiment=ablation fold=0..4 -m")
+    result = user.ok(command)
+    card = (user.home / "outputs" / "ablation" / "sweep" / "report" / "MODEL_CARD.md").read_text()
+    assert result.stdout.strip() == "model card: outputs/ablation/sweep/report/MODEL_CARD.md", explain(result)
+    assert "**Research only - not for clinical diagnosis.**" in card and "**Known shortcut.**" in card, card
+    commands = card.split("```bash\n", 1)[1].split("```")[0].splitlines()
+    assert all(c.startswith("python -m darnet_pl +experiment=ablation") for c in commands), card
+    assert all(c.endswith(" fold=0..4 -m") for c in commands), card
+
+
 def control_report(user: User, command: str) -> None:
     """The raw and the shortcut-control sweeps in one report: the control's rows beside the raw ones."""
     for experiment in ("darnet", "shortcut_control"):
@@ -253,7 +292,8 @@ def table_one(user: User, command: str) -> None:
     """The split summary from the packaged split alone (no image read): the paper's Table I, as the README shows."""
     prepare_dry_run(user, command)
     result = user.ok(command)
-    readme_block = (REPO_ROOT / "README.md").read_text().split("scans (patients)\nsubset", 1)[1].split("```")[0]
+    page = documented_commands()[command]  # the page that shows the command shows the table too
+    readme_block = page.read_text().split("scans (patients)\nsubset", 1)[1].split("```")[0]
     expected = ("subset" + readme_block).strip().splitlines()
     printed = result.stdout.split("scans (patients)\n", 1)[1].strip().splitlines()[: len(expected)]
     assert [line.split() for line in printed] == [line.split() for line in expected]
@@ -407,6 +447,7 @@ CASES: dict[str, Callable[[User, str], None]] = {
     # the same 20 jobs as the paper's ablation above, which runs for real: here every job is composed only
     "python -m darnet_pl +experiment=smoke_ablation fold=0..4 -m": dry_run(BASIC_LAUNCHER),
     "darnet-report outputs/ablation/sweep": report,
+    "darnet-model-card outputs/ablation/sweep": model_card,
     "python -m darnet_pl +experiment=search -m": search,
     "darnet-report outputs/darnet/sweep outputs/shortcut_control/sweep": control_report,
     'python -m darnet_pl +experiment=smoke "logger=[csv,wandb]"': single_run(),
@@ -418,6 +459,13 @@ CASES: dict[str, Callable[[User, str], None]] = {
     "python -m darnet_pl +experiment=ablation fold=0..4 -m hydra/launcher=slurm trainer=slurm "
     "hydra.launcher.partition=gpu hydra.launcher.gpus_per_node=4": dry_run(
         "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher", devices=4
+    ),
+    "python -m darnet_pl +experiment=ablation fold=0..4 -m hydra/launcher=slurm trainer=slurm "
+    "hydra.launcher.partition=gpu hydra.launcher.gpus_per_node=4 hydra.launcher.timeout_min=720": dry_run(
+        "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher", devices=4
+    ),
+    "python -m darnet_pl +experiment=darnet trainer=ddp trainer.devices=4": composed(
+        {"trainer.devices": 4, "trainer.strategy._target_": "darnet_pl.distributed.ddp.HydraDDPStrategy"}
     ),
     "python -m darnet_pl +experiment=ablation fold=0..4 -m hydra/launcher=local_parallel hydra.launcher.n_jobs=4": (
         dry_run("hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher")
@@ -448,15 +496,17 @@ CASES: dict[str, Callable[[User, str], None]] = {
     ),
     "make test-fast": make_target("-m pytest"),
     "make lint": make_for_real,
+    "make install": make_always("-e '.[dev,export,cluster,search,bundle,docs]'"),
+    "make docs": make_target("mkdocs build --strict"),  # the build itself: tests/e2e/test_docs_site.py
 }
 
 
-def test_every_readme_command_has_a_case() -> None:
-    commands = readme_commands()
-    assert [c for c in commands if c not in CASES] == [], "README commands without a test case"
-    assert [c for c in CASES if c not in commands] == [], "cases for commands no longer in the README"
+def test_every_documented_command_has_a_case() -> None:
+    commands = documented_commands()
+    assert [f"{commands[c].name}: {c}" for c in commands if c not in CASES] == [], "commands without a test case"
+    assert [c for c in CASES if c not in commands] == [], "cases for commands no longer in the README or the docs"
 
 
-@pytest.mark.parametrize("command", readme_commands(), ids=lambda c: c[:100])
+@pytest.mark.parametrize("command", list(documented_commands()), ids=lambda c: c[:100])
 def test_readme_command(user: User, command: str) -> None:
     CASES[command](user, command)

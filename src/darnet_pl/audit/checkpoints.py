@@ -24,7 +24,8 @@ class CheckpointInput:
     prep: Any
 
     def __call__(self, record: ScanRecord) -> np.ndarray:
-        from darnet_pl.data.readers.scans import collecting_notes, load_volume
+        from darnet_pl.data.readers.load import load_volume
+        from darnet_pl.data.readers.scans import collecting_notes
 
         with collecting_notes():  # a reader's remarks (a gap, a stray file) do not matter here
             return load_volume(record, self.prep)

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from darnet_pl.data.preprocess import Preprocessing
-from darnet_pl.data.readers.scans import ScanError, collecting_notes, is_ignored, load_volume, scan_kind
+from darnet_pl.data.readers.load import load_volume
+from darnet_pl.data.readers.scans import ScanError, collecting_notes, is_ignored, scan_kind
 from darnet_pl.data.records import ScanRecord
 from darnet_pl.utils.worker_pool import worker_count, worker_pool
 

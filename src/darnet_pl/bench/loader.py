@@ -42,7 +42,7 @@ from darnet_pl.data.cache import VolumeCache
 from darnet_pl.data.dataset import ScanDataset
 from darnet_pl.data.inplane import PENDING, RandInPlaneAffined, warp_one
 from darnet_pl.data.preprocess import Preprocessing
-from darnet_pl.data.records import ScanRecord
+from darnet_pl.data.records import CLASS_NAMES, ScanRecord
 from darnet_pl.data.transforms import (
     AUTHORS_ROTATE_DEGREES,
     AUTHORS_SCALE_RANGE,
@@ -217,7 +217,7 @@ def _measure_size(
     with tempfile.TemporaryDirectory(prefix="darnet-bench-loader-") as tmp:
         cache = VolumeCache(Path(tmp), Preprocessing(size=size))
         records = cached_volumes(cache, n_volumes, size, seed=0)
-        classes = ("CP", "NCP", "Normal")
+        classes = CLASS_NAMES
         images = [torch.from_numpy(cache.load(r).astype(np.float32) / 255.0)[None] for r in records]
         plain = ScanDataset(records, classes, cache.load, eval_transforms(), seed=0, emit_seed=True)
         for preset in presets:

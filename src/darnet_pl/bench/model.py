@@ -338,7 +338,7 @@ class _Worker:
 def _device_info(device: str) -> dict[str, Any]:
     import torch
 
-    from darnet_pl.training.speed import cpu_has_native_bf16
+    from darnet_pl.training.devices import cpu_has_native_bf16
 
     dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     info: dict[str, Any] = {

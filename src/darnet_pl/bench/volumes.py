@@ -1,6 +1,6 @@
 """Own-scan reading benchmark: NIfTI files and DICOM series in Hounsfield units -> the model's uint8 volume.
 
-``darnet_pl.data.readers.scans.load_volume`` is timed on scans shaped like a user's: 512x512 in-plane (int16 with
+``darnet_pl.data.readers.load.load_volume`` is timed on scans shaped like a user's: 512x512 in-plane (int16 with
 a rescale slope, as scanners write them) at several slice counts, as uncompressed ``.nii``, gzipped ``.nii.gz``
 and one DICOM series, for every ``depth_interpolation`` at the paper's 64x224x224 with the 48/512 border crop. One
 core (torch limited to one thread), the median of ``repeats`` runs; the JSON gives milliseconds per scan for each
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from darnet_pl.data.preprocess import DEPTH_INTERPOLATIONS, Preprocessing
-from darnet_pl.data.readers.scans import load_volume
+from darnet_pl.data.readers.load import load_volume
 from darnet_pl.data.records import ScanRecord
 
 SLICE_COUNTS = (64, 128, 256)

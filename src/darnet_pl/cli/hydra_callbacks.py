@@ -3,7 +3,6 @@ the sweep's report."""
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import sys
@@ -14,6 +13,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from darnet_pl.utils.exit_codes import EXIT_JOBS_FAILED
+from darnet_pl.utils.io import nearest_existing, probe_writable
 
 log = logging.getLogger(__name__)
 
@@ -115,28 +115,6 @@ class CheckJobNeeds(Callback):
                 raise
             print(f"error: {one_line(error)}", file=sys.stderr)
             raise SystemExit(EXIT_USER_ERROR) from None
-
-
-def nearest_existing(folder: Path) -> Path:
-    """``folder`` itself if it exists, else the nearest folder above it that does (where it would be created)."""
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    return folder
-
-
-def probe_writable(folder: Path, what: str = "into this output folder") -> None:
-    """Raise StorageError (``<folder>: cannot write <what> (<reason>)``) unless files can be created in ``folder``
-    or, where it does not exist yet, in the nearest folder above it (which is where it will be created). Creates
-    nothing that stays behind."""
-    from darnet_pl.utils.io import storage_error, write_probe
-
-    existing = nearest_existing(folder)
-    try:
-        if not existing.is_dir():
-            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
-        write_probe(existing)
-    except OSError as error:
-        raise storage_error(folder, error, what) from None
 
 
 class ReportOnMultirunEnd(Callback):

@@ -84,8 +84,7 @@ def check_scan_list(config: DictConfig, varied: Collection[str]) -> None:
 def check_cache_writable(config: DictConfig, varied: Collection[str]) -> None:
     """The data cache (``data.cache_dir``, for CC-CCII and your own scans) must be writable: training writes its
     reports there even when every volume is cached."""
-    from darnet_pl.cli.hydra_callbacks import probe_writable
-    from darnet_pl.utils.io import StorageError
+    from darnet_pl.utils.io import StorageError, probe_writable
 
     if varies("data.cache_dir", varied):
         return

@@ -110,7 +110,7 @@ def prepare_help() -> str:
         *_rows(keys),
         "",
         "--cfg job prints every data setting it would use. Errors: one 'error:' line, exit code 2.",
-        f"docs: {docs_location()} (sections CC-CCII and Your own scans)",
+        f"docs: {docs_location()} (how-to/ccii.md, how-to/own-scans.md)",
     ]
     return "\n".join(lines)
 

@@ -36,7 +36,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from darnet_pl.data.preprocess import Preprocessing
-from darnet_pl.data.readers.scans import ScanError, ScanNote, ScanProblem, collecting_notes, load_volume
+from darnet_pl.data.readers.load import load_volume
+from darnet_pl.data.readers.scans import ScanError, ScanNote, ScanProblem, collecting_notes
 from darnet_pl.data.records import ScanRecord
 from darnet_pl.utils.csv_cells import csv_writer, plain_rows
 from darnet_pl.utils.io import StorageError, atomic_path, storage_error, write_json_atomic, write_text_atomic

@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 from monai.data import DataLoader
 
 from darnet_pl.data.dataset import ScanDataset, VolumeLoader
-from darnet_pl.data.records import ScanRecord
+from darnet_pl.data.records import CLASS_NAMES, ScanRecord
 from darnet_pl.data.sampling import EpochKey, ResumableDataLoader, ResumableSampler, per_device_batch
 from darnet_pl.data.splits import (
     SplitError,
@@ -59,7 +59,7 @@ class CTDataModule(pl.LightningDataModule):
         self,
         source: ScanSource,
         size: Sequence[int] = (64, 224, 224),
-        class_names: Sequence[str] = ("CP", "NCP", "Normal"),
+        class_names: Sequence[str] = CLASS_NAMES,
         split: str = "stratified",
         split_manifest: str | None = None,
         split_seed: int = 0,

@@ -8,7 +8,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 CLASS_NAMES: tuple[str, ...] = ("CP", "NCP", "Normal")
-"""Label order of the paper's code: CP=0, NCP (COVID-19)=1, Normal=2."""
+"""Label order of the paper's code: CP=0, NCP (COVID-19)=1, Normal=2. The one place the classes and their order are
+written (tests/test_boundaries.py keeps it so)."""
+
+CLASS_TITLES: dict[str, str] = {"CP": "CP", "NCP": "COVID-19 (NCP)", "Normal": "Normal"}
+"""How tables and figures name each class."""
 
 KEY_SEPARATOR = "__"
 MAX_PLAIN_KEY = 120

@@ -1,8 +1,8 @@
 """Maps as NIfTI files that overlay the scan they explain in 3D Slicer, ITK-SNAP or any NIfTI viewer.
 
 A map lives on the model's grid: the (D, H, W) volume of ``Preprocessing.size`` whose axes run towards inferior,
-posterior and the patient's left (``DISPLAY_AXES``, docs/data.md). The file stores that array as it is (axis 0 =
-D) and lets the affine say where each voxel is:
+posterior and the patient's left (``DISPLAY_AXES``, docs/explanation/preprocessing.md). The file stores that
+array as it is (axis 0 = D) and lets the affine say where each voxel is:
 
 - input given as NIfTI: the input's own affine, composed with the axis reorientation the reader applied, the
   in-plane border crop and the resampling to the model grid (sample ``i`` of ``n_out`` taken at input position

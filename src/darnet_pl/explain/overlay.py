@@ -1,9 +1,9 @@
 """Pictures of an explanation: a montage of axial slices with the heat map over the CT, and the DA curve.
 
-Volumes are (D, H, W) in the preprocessing's orientation (docs/data.md): slice 0 is superior, row 0 anterior,
-column 0 the patient's right. ``imshow`` draws row 0 at the top and column 0 on the left, so the slices appear in
-the radiological convention without any flip: anterior at the top, the patient's right on the image's left. The
-panels carry A/P/R/L marks so that a reader can check it.
+Volumes are (D, H, W) in the preprocessing's orientation (docs/explanation/preprocessing.md): slice 0 is superior,
+row 0 anterior, column 0 the patient's right. ``imshow`` draws row 0 at the top and column 0 on the left, so the
+slices appear in the radiological convention without any flip: anterior at the top, the patient's right on the
+image's left. The panels carry A/P/R/L marks so that a reader can check it.
 
 Matplotlib is used through ``Figure`` objects and the Agg canvas, never through ``pyplot``: no global figure
 state, no display needed, safe in worker threads and in a Lightning callback. Every PNG is written atomically.

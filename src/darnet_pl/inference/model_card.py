@@ -3,8 +3,9 @@
 ``render_model_card(members, report=None, test_metrics=(), commands=())`` takes what a caller has already read -
 each member checkpoint's metadata (``CheckpointMetadata.to_dict()``), optionally the ``report.json`` of
 ``darnet-report`` and the members' ``test_metrics.json`` dictionaries and training commands - and returns Markdown.
-It opens no file and imports no torch, so a bundle export and a per-recipe model card of ``experiments/`` can
-share it.
+``render_recipe_card(report)`` makes the card of a recipe from its ``report.json`` alone (``darnet-model-card``:
+the records of ``experiments/`` keep no checkpoints). Neither opens a file or imports torch; both share the
+sections, in the order of a MONAI bundle's ``docs/README.md``.
 
 The card says what the model is for (research on the paper's task, not diagnosis), what it was trained on and the
 known shortcut of that data (CC-CCII's Normal class is mostly supplied already lung-segmented, so a model can
@@ -99,6 +100,113 @@ def _metrics_from_runs(test_metrics: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def _intended_use(classes: Sequence[str]) -> list[str]:
+    return [
+        "## Intended use",
+        "",
+        "**Research only - not for clinical diagnosis.** This model reproduces a published method (DARNet, Shi et al., "
+        "dual-attention 3D ResNet-18) to study it: how it classifies chest CT into "
+        f"{', '.join(classes)} (CP: common pneumonia, NCP: COVID-19, Normal: healthy), how it fails, and what it "
+        "attends to. It has not been validated prospectively, on other scanners or hospitals, or against "
+        "radiologists; its output is not a diagnosis and must not be used to decide care.",
+        "",
+    ]
+
+
+LIMITATIONS = (
+    "- Trained and tested on one data set: test metrics say how it does on more scans like those, not on "
+    "other hospitals, scanners, protocols or populations. Evaluate it on yours (`darnet-evaluate`) first.",
+    "- Three classes only: any other finding (tumour, fibrosis, another infection) is forced into one of them.",
+    "- The input is resampled to a fixed grid without regard to voxel spacing, and intensities go through a "
+    "fixed window: scans far from the training data's field of view, slice count or reconstruction kernel "
+    "may be read differently.",
+    "- Class activation maps (`darnet-predict --cam`) show coarse regions (the last stage is D/8 x H/16 x "
+    "W/16), not lesion outlines.",
+)
+# report.json names a job's data by its source (report.collect.dataset_of): CC-CCII as "ccii", others by class
+REPORT_SOURCES = {"ccii": "ccii", "SyntheticSource": "synthetic", "FolderSource": "folder"}
+
+
+def _metrics_section(metric_lines: list[str]) -> list[str]:
+    lines = ["## Metrics", ""]
+    if metric_lines:
+        lines.extend(["Measured on the held-out test set of the training data (never used for selection):", ""])
+        lines.extend(metric_lines)
+    else:
+        lines.append("No test metrics were found beside the checkpoint(s): this model has not been evaluated here.")
+    return [*lines, "", "## Limitations", "", *LIMITATIONS, ""]
+
+
+def _fold_text(folds: Sequence[int]) -> str:
+    folds = sorted(set(folds))
+    if len(folds) > 1 and folds == list(range(folds[0], folds[-1] + 1)):
+        return f"fold={folds[0]}..{folds[-1]} -m"
+    return f"fold={','.join(map(str, folds))}" + (" -m" if len(folds) > 1 else "")
+
+
+def recipe_commands(report: Mapping[str, Any]) -> list[str]:
+    """The training commands of a report's jobs, rebuilt from what ``report.json`` records of each: its recipe
+    (``task_name``), the overrides that define its experiment (older reports list the recipe among them) and its
+    fold. The variants a recipe sweeps itself (the ablation's) are the recipe's, not overrides."""
+    folds: dict[tuple[str, ...], list[int]] = {}
+    for job in report.get("jobs") or []:
+        kept = [o for o in job.get("overrides") or () if o.lstrip("+~").split("=", 1)[0] != "experiment"]
+        command = (f"+experiment={job['task_name']}",) if job.get("task_name") else ()
+        folds.setdefault((*command, *kept), []).append(int(job.get("fold", 0)))
+    return [f"python -m darnet_pl {' '.join(overrides)} {_fold_text(found)}" for overrides, found in folds.items()]
+
+
+def render_recipe_card(report: Mapping[str, Any], title: str | None = None) -> str:
+    """Markdown model card of a recipe's models from its ``report.json`` alone (no checkpoint metadata: the
+    architecture and preprocessing of each checkpoint are in a bundle's card, ``darnet-export --format bundle``)."""
+    groups = list(report.get("groups") or [])
+    if not groups:
+        raise ValueError("report.json holds no result (no groups): run darnet-report on finished jobs first")
+    jobs = list(report.get("jobs") or [])
+    tasks = sorted({str(job.get("task_name")) for job in jobs if job.get("task_name")})
+    classes = list(report.get("class_names") or [])
+    first = groups[0]
+    source = {
+        "source": REPORT_SOURCES.get(str(first.get("dataset")), str(first.get("dataset"))),
+        "exclude_segmented": first.get("condition") == "shortcut_control",
+    }
+    lines = [f"# {title or 'DARNet chest CT classifier: recipe ' + ', '.join(tasks or ['unknown'])}", ""]
+    lines += _intended_use(classes)
+    lines += ["## Model", ""]
+    for group in groups:
+        test = group.get("test_set") or {}
+        scans = sum((test.get("scans") or {}).values())
+        patients = sum((test.get("patients") or {}).values())
+        lines.append(
+            f"- {group.get('method')} (attention `{group.get('variant')}`): {group.get('n_folds')} fold model(s), "
+            f"tested on {scans} scans of {patients} patients"
+        )
+    lines += [
+        "",
+        f"Classes in output order: {classes} (positive class of the two-class metrics: "
+        f"{report.get('positive_class')}). Each checkpoint carries its architecture and preprocessing; a bundle "
+        "made with `darnet-export --format bundle` lists them in its own card.",
+        "",
+        "## Training data",
+        "",
+        *_describe_data(source),
+        "",
+    ]
+    boot = report.get("bootstrap") or {}
+    metric_lines = _metrics_from_report(report)
+    if metric_lines and boot:
+        metric_lines += [
+            "",
+            f"Brackets: {boot.get('method')} {float(boot.get('level', 0.95)):.0%} bootstrap intervals over "
+            f"{boot.get('unit')}s ({boot.get('resamples')} resamples).",
+        ]
+    lines += _metrics_section(metric_lines)
+    lines += ["## How it was made and how to run it", ""]
+    lines += ["Training command(s), from the jobs `report.json` records:", "", "```bash", *recipe_commands(report)]
+    lines += ["```", "", f"Report written {report.get('created')} by `darnet-report`."]
+    return "\n".join(lines).rstrip() + "\n"
+
+
 def render_model_card(
     members: Sequence[Mapping[str, Any]],
     report: Mapping[str, Any] | None = None,
@@ -118,14 +226,7 @@ def render_model_card(
     lines = [
         f"# {title}",
         "",
-        "## Intended use",
-        "",
-        "**Research only - not for clinical diagnosis.** This model reproduces a published method (DARNet, Shi et al., "
-        "dual-attention 3D ResNet-18) to study it: how it classifies chest CT into "
-        f"{', '.join(classes)} (CP: common pneumonia, NCP: COVID-19, Normal: healthy), how it fails, and what it "
-        "attends to. It has not been validated prospectively, on other scanners or hospitals, or against "
-        "radiologists; its output is not a diagnosis and must not be used to decide care.",
-        "",
+        *_intended_use(classes),
         "## Model",
         "",
         f"- DARNet, attention {', '.join(variants)}, width {first.get('width')}, input "
@@ -139,33 +240,10 @@ def render_model_card(
         "",
         *_describe_data(first.get("source") or {}),
         "",
-        "## Metrics",
-        "",
     ]
     metric_lines = _metrics_from_report(report) if report else _metrics_from_runs(test_metrics)
-    if metric_lines:
-        lines.extend(["Measured on the held-out test set of the training data (never used for selection):", ""])
-        lines.extend(metric_lines)
-    else:
-        lines.append("No test metrics were found beside the checkpoint(s): this model has not been evaluated here.")
-    lines.extend(
-        [
-            "",
-            "## Limitations",
-            "",
-            "- Trained and tested on one data set: test metrics say how it does on more scans like those, not on "
-            "other hospitals, scanners, protocols or populations. Evaluate it on yours (`darnet-evaluate`) first.",
-            "- Three classes only: any other finding (tumour, fibrosis, another infection) is forced into one of them.",
-            "- The input is resampled to a fixed grid without regard to voxel spacing, and intensities go through a "
-            "fixed window: scans far from the training data's field of view, slice count or reconstruction kernel "
-            "may be read differently.",
-            "- Class activation maps (`darnet-predict --cam`) show coarse regions (the last stage is D/8 x H/16 x "
-            "W/16), not lesion outlines.",
-            "",
-            "## How it was made and how to run it",
-            "",
-        ]
-    )
+    lines.extend(_metrics_section(metric_lines))
+    lines.extend(["## How it was made and how to run it", ""])
     if commands:
         lines.extend(["Training command(s):", "", "```bash", *commands, "```", ""])
     for member in members:

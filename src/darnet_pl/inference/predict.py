@@ -51,7 +51,8 @@ import numpy as np
 import torch
 
 from darnet_pl.data.preprocess import Preprocessing
-from darnet_pl.data.readers.scans import NIFTI_SUFFIXES, ScanError, load_volume
+from darnet_pl.data.readers.load import load_volume
+from darnet_pl.data.readers.scans import NIFTI_SUFFIXES, ScanError
 from darnet_pl.data.records import ScanRecord
 from darnet_pl.explain.cam import depth_attention_weights, explain, has_depth_attention, normalise
 from darnet_pl.models import DARNet

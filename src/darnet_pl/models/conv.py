@@ -6,7 +6,7 @@ gradient* of a bfloat16 3D convolution whose input depth is smaller than the ker
 2 with a depth-3 kernel and depths 2-4 with a depth-5 kernel, any stride; forward and input gradients are right).
 DARNet hits it whenever its last stage is two slices deep, e.g. at 16x64x64, so ``precision=bf16-mixed`` on CPU
 turned the smoke experiment's loss into NaN within a few batches. Such convolutions are tiny, so they simply run in
-float32; every other convolution keeps bfloat16. See docs/scale.md for the stand-alone reproduction.
+float32; every other convolution keeps bfloat16. See docs/explanation/speed.md for the stand-alone reproduction.
 """
 
 from __future__ import annotations

@@ -13,9 +13,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from darnet_pl.data.records import CLASS_NAMES
+
 SOURCE = "Table IV of the DARNet paper (ablation study on the independent test set; mean ± std over 5 fold models)"
 PAPER_FOLDS = 5
-PAPER_CLASSES = ("CP", "NCP", "Normal")
+PAPER_CLASSES = CLASS_NAMES  # the label order of the authors' code, which the package keeps
 PAPER_POSITIVE = "NCP"
 
 # block, variant, then AUC, Accuracy (%), Sensitivity (%), Specificity (%), F1-score (%) as the paper prints them.

@@ -27,7 +27,7 @@ from matplotlib.ticker import MaxNLocator, ScalarFormatter
 from sklearn.metrics import auc as area_under
 from sklearn.metrics import roc_curve
 
-from darnet_pl.report.tables import CLASS_DISPLAY
+from darnet_pl.data.records import CLASS_TITLES
 from darnet_pl.utils.io import atomic_path
 from darnet_pl.utils.text import wrap_to_width
 
@@ -48,7 +48,7 @@ class Curves:
 
 
 def display(name: str) -> str:
-    return CLASS_DISPLAY.get(name, name)
+    return CLASS_TITLES.get(name, name)
 
 
 def plain_ticks(ax) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from darnet_pl.data.records import CLASS_TITLES
 from darnet_pl.report import paper_table_iv
 from darnet_pl.utils.csv_cells import SafeDictWriter, csv_writer
 
@@ -31,7 +32,6 @@ VARIANT_NAMES = {
     "da": "DARNet (w/o CA)",
     "dual": "DARNet",
 }
-CLASS_DISPLAY = {"CP": "CP", "NCP": "COVID-19 (NCP)", "Normal": "Normal"}
 CONDITION_NAMES = {"shortcut_control": "shortcut control"}
 PATIENT_PREFIX = "patient/"
 MARKS = {True: "✓", False: "✗"}
@@ -68,8 +68,8 @@ def blocks(class_names: Sequence[str], positive_class: str) -> tuple[Block, Bloc
     """The two blocks of Table IV: the positive class vs the rest, then all classes (macro averages)."""
     k = len(class_names)
     others = [c for c in class_names if c != positive_class]
-    positive = CLASS_DISPLAY.get(positive_class, positive_class)
-    if tuple(class_names) == ("CP", "NCP", "Normal") and positive_class == "NCP":
+    positive = CLASS_TITLES.get(positive_class, positive_class)
+    if paper_table_iv.applies(class_names, positive_class):
         titles = ("Two classes: COVID-19 and non-COVID-19 (CP and healthy)", "Three classes: COVID-19, CP and healthy")
     else:
         titles = (
@@ -366,7 +366,7 @@ def _compared_metric(key: str, positive_class: str) -> tuple[str, bool]:
     """The name of a compared metric in the comparisons table, and whether it is shown in percent."""
     block, _, name = key.partition("/")
     if key == "2class/auc":
-        return f"AUC, {CLASS_DISPLAY.get(positive_class, positive_class)} vs rest", False
+        return f"AUC, {CLASS_TITLES.get(positive_class, positive_class)} vs rest", False
     if name == "auc_macro":
         return f"AUC, {block.removesuffix('class')}-class macro", False
     if name == "accuracy":

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from darnet_pl.data.records import CLASS_NAMES
 from darnet_pl.models import DARNet
 from darnet_pl.models.darnet import ATTENTION_VARIANTS
 
@@ -128,7 +129,7 @@ def architecture_of(hp: Mapping[str, Any]) -> Architecture:
         in_channels=_integer("in_channels", hp.get("in_channels", 1), "in_channels"),
         ca_reduction=_integer("ca_reduction", hp.get("ca_reduction", 16), "ca_reduction"),
         input_size=input_size,  # type: ignore[arg-type]
-        class_names=_class_names(hp.get("class_names", ("CP", "NCP", "Normal"))),
+        class_names=_class_names(hp.get("class_names", CLASS_NAMES)),
     )
 
 

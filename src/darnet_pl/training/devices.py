@@ -11,10 +11,25 @@ they are.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 AUTO = ("auto", None, -1, "-1")
+# CPU flags of native bfloat16 arithmetic. Without them oneDNN emulates bf16, or torch falls back to slow reference
+# convolutions, and bf16 autocast is no faster (or much slower) than float32.
+NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU computes in bfloat16 natively (AVX512-BF16 or AMX). Linux only; False elsewhere."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in NATIVE_BF16_CPU_FLAGS)
 
 
 @dataclass(frozen=True)
@@ -64,8 +79,6 @@ def plan_devices(
 def probe_and_plan(accelerator: Any, devices: Any, strategy: Any, precision: Any) -> tuple[DevicePlan, str | None]:
     """``plan_devices`` on this machine, and the first GPU's name (None without one)."""
     import torch
-
-    from darnet_pl.training.speed import cpu_has_native_bf16
 
     gpu_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     gpu_bf16 = bool(gpu_count) and torch.cuda.is_bf16_supported()

@@ -1,7 +1,7 @@
 """Out of GPU memory: say which settings of this run would fit, instead of a CUDA allocator dump.
 
-DARNet at the paper's 64x224x224 needs roughly 3.7 GB of activations per volume in fp32 (docs/scale.md), so a
-batch of 8 does not fit a 24 GB GPU as is. The remedies, in the order they cost the least: bf16 mixed precision
+DARNet at the paper's 64x224x224 needs roughly 3.7 GB of activations per volume in fp32 (docs/explanation/speed.md),
+so a batch of 8 does not fit a 24 GB GPU as is. The remedies, in the order they cost the least: bf16 mixed precision
 (about half the activation memory), activation checkpointing (recompute each block in the backward pass), a smaller
 per-step batch with gradient accumulation (same effective batch), more GPUs (DDP splits the global batch).
 """

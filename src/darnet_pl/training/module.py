@@ -72,7 +72,8 @@ class DARNetModule(pl.LightningModule):
             width=width,
             ca_reduction=ca_reduction,
         )
-        # speed options (docs/scale.md): weights layout, torch.compile, recomputing blocks in the backward pass;
+        # speed options (docs/explanation/speed.md): weights layout, torch.compile, recomputing blocks in the
+        # backward pass;
         # memory_format "auto" is decided in setup(), once the trainer's device and precision are known
         fixed_format = "contiguous" if memory_format == "auto" else memory_format
         apply_speed_options(self.net, fixed_format, activation_checkpointing, compile)

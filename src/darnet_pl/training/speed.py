@@ -2,35 +2,22 @@
 
 They live in one place so that ``python -m darnet_pl.bench.model`` measures exactly what a training run does, and
 so that the defaults (``conf/trainer/cpu.yaml``, ``conf/model/darnet.yaml``) are decided by measurement
-(docs/scale.md) rather than by habit.
+(docs/explanation/speed.md) rather than by habit.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from darnet_pl.training.devices import cpu_has_native_bf16
+
 log = logging.getLogger(__name__)
 
 MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last_3d": torch.channels_last_3d}
-# CPU flags of native bfloat16 arithmetic. Without them oneDNN emulates bf16, or torch falls back to slow reference
-# convolutions, and bf16 autocast is no faster (or much slower) than float32.
-NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_has_native_bf16() -> bool:
-    """True where the CPU computes in bfloat16 natively (AVX512-BF16 or AMX). Linux only; False elsewhere."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(flag in flags.split() for flag in NATIVE_BF16_CPU_FLAGS)
 
 
 def resolve_precision(precision: str | int | None, accelerator: str | None = None) -> str | int | None:
@@ -79,7 +66,8 @@ def make_trainer(precision: str | int | None = "auto", **kwargs: Any) -> Any:
 
 
 def resolve_memory_format(name: str, accelerator: str, precision: str | int | None) -> str:
-    """``auto``: ``channels_last_3d`` for bf16 on the CPU (measured fastest there, docs/scale.md), else contiguous.
+    """``auto``: ``channels_last_3d`` for bf16 on the CPU (measured fastest there, docs/explanation/speed.md),
+    else contiguous.
 
     In float32 on the CPU channels_last_3d is slower than contiguous; on GPUs it has not been measured here.
     """

@@ -99,6 +99,26 @@ def check_writable(folder: str | os.PathLike[str]) -> None:
         raise storage_error(folder, error, "into this output folder") from None
 
 
+def nearest_existing(folder: Path) -> Path:
+    """``folder`` itself if it exists, else the nearest folder above it that does (where it would be created)."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def probe_writable(folder: Path, what: str = "into this output folder") -> None:
+    """Raise StorageError (``<folder>: cannot write <what> (<reason>)``) unless files can be created in ``folder``
+    or, where it does not exist yet, in the nearest folder above it (which is where it will be created). Creates
+    nothing that stays behind."""
+    existing = nearest_existing(folder)
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        write_probe(existing)
+    except OSError as error:
+        raise storage_error(folder, error, what) from None
+
+
 class FolderInUse(StorageError):
     """Another process is writing the same output folder right now."""
 

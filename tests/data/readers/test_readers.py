@@ -15,7 +15,8 @@ from PIL import Image
 
 from darnet_pl.data.preprocess import Preprocessing, sampling_plan
 from darnet_pl.data.readers import slices as slices_module
-from darnet_pl.data.readers.scans import ScanError, collecting_notes, load_volume, scan_kind
+from darnet_pl.data.readers.load import load_volume
+from darnet_pl.data.readers.scans import ScanError, collecting_notes, scan_kind
 from darnet_pl.data.readers.slices import list_slices, read_slice_folder, read_slice_folder_baseline
 from darnet_pl.data.readers.volumes import orient_dhw
 from darnet_pl.data.records import ScanRecord

@@ -6,7 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CP, NCP, NORMAL = 0, 1, 2
+from darnet_pl.data.records import CLASS_NAMES
+
+# the label of each finding the phantoms render (the order is records.CLASS_NAMES')
+CP = CLASS_NAMES.index("CP")
+NCP = CLASS_NAMES.index("NCP")
+NORMAL = CLASS_NAMES.index("Normal")
 
 
 Z_LEN = 1.7  # length of the scanned range (z from 0 to 1) in x-units: ~300 mm of chest vs 175 mm

@@ -1,13 +1,10 @@
-"""Scan readers: every source turns one ``ScanRecord`` into a uint8 (D, H, W) volume, or a ``ScanError``.
+"""What every scan reader shares: ``ScanError`` (one line naming the scan), the notes that travel beside a volume,
+and what kind of scan a path is.
 
-- ``slices``: a folder of numbered 8-bit slice images (CC-CCII, or the user's own);
-- ``volumes``: a NIfTI file or a DICOM series folder in Hounsfield units, loaded with its geometry (the rest is the
-  MONAI transform chain of ``darnet_pl.data.volume_transforms``);
-- ``ccii``: finds CC-CCII scans on disk and checks them against the dataset's index;
-- ``folder``: the user's own list of scans (a CSV).
-
-``load_volume`` picks the reader from the path. The readers are imported on first use, so that listing scans
-does not pay for nibabel, pydicom or torch.
+The readers themselves: ``slices`` (a folder of numbered 8-bit slice images: CC-CCII, or the user's own) and
+``volumes`` (a NIfTI file or a DICOM series folder in Hounsfield units, loaded with its geometry; the rest is the
+MONAI transform chain of ``darnet_pl.data.volume_transforms``); ``load`` picks one from the path. Where the scans
+come from - CC-CCII's tree and index, the user's CSV - is ``darnet_pl.data.sources``.
 """
 
 from __future__ import annotations
@@ -20,10 +17,6 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
-
-from darnet_pl.data.preprocess import Preprocessing
-from darnet_pl.data.records import ScanRecord
 from darnet_pl.utils.file_kinds import not_regular
 
 log = logging.getLogger(__name__)
@@ -148,26 +141,6 @@ def scan_kind(path: str | os.PathLike[str]) -> str:
     raise ScanError(path, f"empty scan folder: no slice images or DICOM files{hint}")
 
 
-def load_volume(record: ScanRecord, prep: Preprocessing, positions: Sequence[int] | None = None) -> np.ndarray:
-    """Read, check and preprocess one scan into a uint8 (D, H, W) volume of ``prep.size``.
-
-    ``record.n_slices``, when set (CC-CCII's index), must match the number of slices found. ``positions`` builds a
-    slice folder's scan from those slice positions only (a cleaning list's re-ordering); other scans refuse it.
-    """
-    if record.path is None:
-        raise ScanError(record.key, "the record has no path to read")
-    kind = scan_kind(record.path)
-    if kind == "slices":
-        from darnet_pl.data.readers.slices import read_slice_folder
-
-        return read_slice_folder(record.path, prep, expected_slices=record.n_slices, positions=positions)
-    if positions is not None:
-        raise ScanError(record.path, "slice positions apply to slice folders only")
-    from darnet_pl.data.volume_transforms import read_scan  # NIfTI/DICOM: the MONAI transform chain
-
-    return read_scan(record.path, prep, expected_slices=record.n_slices)
-
-
 __all__ = [
     "IMAGE_EXTENSIONS",
     "ScanError",
@@ -176,7 +149,6 @@ __all__ = [
     "check_slice_size",
     "collecting_notes",
     "is_slice_image",
-    "load_volume",
     "note",
     "scan_kind",
 ]
