@@ -164,6 +164,7 @@ def test_a_failing_job_is_recorded_and_the_sweep_still_reports(tmp_path: Path) -
         "  dual/debug=tiny/fold7: fold=7 is out of range: folds are 0..4",
     ]
     assert (sweep / "dual" / "debug=tiny" / "fold7" / "failed.json").is_file()
+    assert [p.parent.name for p in sweep.rglob("test_metrics.json")] == ["fold0"]  # the other job finished
 
 
 def test_two_copies_of_one_sweep_run_each_job_once(tmp_path: Path) -> None:
