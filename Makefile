@@ -34,8 +34,13 @@ install: $(STAMP) ## create .venv (CPU torch unless one is there already) and in
 train: install ## train DARNet on the built-in synthetic phantoms on CPU (+experiment=smoke)
 	$(PY) -m darnet_pl +experiment=smoke $(ARGS)
 
-test: install ## run the test suite (fast tests + slow end-to-end CLI runs)
-	$(PY) -m pytest -q -m "not smoke" --durations=25 $(ARGS)
+# pytest-xdist, one worker per logical CPU (TEST_WORKERS=0: none); the tests of a module go to one worker together
+# (--dist loadscope: a module's shared runs are made once). The wall time is printed last, whatever the result.
+TEST_WORKERS ?= logical
+test: install ## run the test suite (fast tests + slow end-to-end CLI runs) on every core; prints its wall time
+	@start=$$(date +%s); \
+	$(PY) -m pytest -q -m "not smoke" -n $(TEST_WORKERS) --dist loadscope --durations=25 $(ARGS); status=$$?; \
+	echo "make test: $$(( $$(date +%s) - start )) s"; exit $$status
 
 test-smoke: install ## train +experiment=smoke and check it learns (test macro AUC >= 0.95); minutes
 	$(PY) -m pytest -q -m smoke $(ARGS)

@@ -56,8 +56,9 @@ def test_a_tiny_run_prints_three_lines(cwd: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_tiny_sweep_prints_each_job_and_the_report(cwd: Path) -> None:
-    result = run_args([*PYTHON, "+experiment=smoke", "debug=tiny", "fold=0..1", "-m"], cwd)
+def test_a_tiny_sweep_prints_each_job_and_the_report(tiny_sweep) -> None:
+    result = tiny_sweep.result  # python -m darnet_pl +experiment=smoke debug=tiny fold=0..1 -m, as typed
+    assert result.args == [*PYTHON, "+experiment=smoke", "debug=tiny", "fold=0..1", "-m"]
     assert result.returncode == 0, explain(result)
     assert result.stderr == "", explain(result)
     lines = result.stdout.splitlines()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -122,8 +123,15 @@ _BN_WORKER = textwrap.dedent(
 )
 
 
+def free_port() -> int:
+    """A port no one listens on now (the system's choice), so that tests run side by side never share one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def test_global_batchnorm_equals_batchnorm_on_the_whole_batch(tmp_path: Path) -> None:
-    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(29500 + os.getpid() % 1000)}
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
     procs = [
         subprocess.Popen([sys.executable, "-c", _BN_WORKER, str(rank), str(tmp_path / f"{rank}.pt")], env=env)
         for rank in (0, 1)

@@ -2,7 +2,8 @@
 
 The checkpoints are made in-process by a Lightning Trainer (``fast_dev_run`` on the synthetic data module, then
 ``save_checkpoint``), so they hold what a training run stores, data-module hyper-parameters included; the slow
-test also predicts from the run folder of a real ``python -m darnet_pl +experiment=smoke debug=tiny``.
+test also predicts from the run folder of a real ``python -m darnet_pl +experiment=smoke debug=tiny`` (a job of the
+shared tiny sweep).
 Synthetic volumes have no files, so the scans are rendered here at the training size and written out.
 """
 
@@ -239,17 +240,12 @@ def test_run_and_sweep_folders_use_each_jobs_best_checkpoint(ckpts, scans, tmp_p
 
 
 @pytest.mark.slow
-def test_predict_from_a_real_training_run(scans, tmp_path):
-    """The whole path: python -m darnet_pl (tiny smoke run) -> its run folder -> darnet-predict --cam."""
-    env = {**os.environ, "DARNET_LOG_DIR": str(tmp_path / "logs"), "WANDB_MODE": "disabled"}
-    train = subprocess.run(
-        [sys.executable, "-m", "darnet_pl", "+experiment=smoke", "debug=tiny", "logger=none"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert train.returncode == 0, train.stderr[-2000:]
+def test_predict_from_a_real_training_run(tiny_sweep, scans, tmp_path):
+    """The whole path: python -m darnet_pl (the shared tiny sweep) -> a job's run folder -> darnet-predict --cam."""
+    assert tiny_sweep.result.returncode == 0, tiny_sweep.result.stderr[-2000:]
     out = tmp_path / "pred"
     predict = subprocess.run(
-        [sys.executable, "-m", "darnet_pl.cli.predict", "--ckpt", str(tmp_path / "logs"), "--cam",
+        [sys.executable, "-m", "darnet_pl.cli.predict", "--ckpt", str(tiny_sweep.job(0)), "--cam",
          "--out", str(out),
          str(scans["nifti"]), str(scans["csv"])],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
@@ -257,3 +253,5 @@ def test_predict_from_a_real_training_run(scans, tmp_path):
     assert predict.returncode == 0, predict.stderr[-2000:]
     assert len(read_rows(out / "predictions.csv")) == 3
     assert (out / "cam" / "cp" / "montage.png").is_file()
+    (used,) = json.loads((out / "predictions.json").read_text())["checkpoints"]
+    assert Path(used["path"]).parent == tiny_sweep.job(0) / "checkpoints"  # the run's own best checkpoint

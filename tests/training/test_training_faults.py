@@ -64,11 +64,10 @@ def test_a_wrong_fold_range_in_a_sweep_is_refused_before_any_job(tmp_path: Path)
 
 
 @pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("trained")
-    result = train(*TINY, cwd=home)
-    assert result.returncode == 0, explain(result)
-    return next(home.glob("outputs/smoke/runs/*/checkpoints/last.ckpt"))
+def trained_checkpoint(tiny_sweep) -> Path:
+    """last.ckpt of a real ``+experiment=smoke debug=tiny`` training: fold 0 of the shared tiny sweep."""
+    assert tiny_sweep.result.returncode == 0, explain(tiny_sweep.result)
+    return tiny_sweep.job(0) / "checkpoints" / "last.ckpt"
 
 
 class _RunsCode:
@@ -111,10 +110,10 @@ def test_an_automatic_resume_refuses_a_planted_last_checkpoint(tmp_path: Path) -
     ],
 )
 def test_unusable_checkpoints_are_one_line(
-    tmp_path: Path, tiny_checkpoint: Path, content: str, override: str | None, message: str
+    tmp_path: Path, trained_checkpoint: Path, content: str, override: str | None, message: str
 ) -> None:
     ckpt = tmp_path / "given.ckpt"
-    ckpt.write_bytes(os.urandom(4096) if content == "random" else tiny_checkpoint.read_bytes())
+    ckpt.write_bytes(os.urandom(4096) if content == "random" else trained_checkpoint.read_bytes())
     result = train(*TINY, f"ckpt_path={ckpt}", *([override] if override else []), cwd=tmp_path)
     assert result.returncode == 2
     assert error_line(result) == f"error: {ckpt}: {message}"
@@ -165,6 +164,7 @@ def test_a_failing_job_is_recorded_and_the_sweep_still_reports(tmp_path: Path) -
         "  dual/debug=tiny/fold7: fold=7 is out of range: folds are 0..4",
     ]
     assert (sweep / "dual" / "debug=tiny" / "fold7" / "failed.json").is_file()
+    assert [p.parent.name for p in sweep.rglob("test_metrics.json")] == ["fold0"]  # the other job finished
 
 
 def test_two_copies_of_one_sweep_run_each_job_once(tmp_path: Path) -> None:
