@@ -6,7 +6,9 @@ Run as typed from an empty folder (tests/helpers/user.py); stdout is no terminal
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,10 @@ from tests.helpers.user import explain, run_args
 
 PYTHON = ["python", "-m", "darnet_pl"]
 # what the repository's stop hook refuses in the console, and what else no quiet run may print
-NOISE = re.compile(r"alembic|litlogger|Tip:|FLOPs|LeafSpec|Warning|HYDRA_FULL_ERROR|\[HYDRA\]|Traceback|\]\[INFO\]")
+# (Lightning prints its own warnings as "<file>.py:<line>: <message>", with no "Warning" in the line)
+NOISE = re.compile(
+    r"alembic|litlogger|Tip:|FLOPs|LeafSpec|Warning|HYDRA_FULL_ERROR|\[HYDRA\]|Traceback|\]\[INFO\]|\.py:\d+: "
+)
 NUMBER = r"(\d\.\d{3}|n/a)"
 EPOCH = re.compile(rf"^epoch 1/1  train loss {NUMBER}  val loss {NUMBER}  val AUC {NUMBER}  \d+ s  best$")
 DONE = re.compile(
@@ -69,6 +74,29 @@ def test_a_tiny_sweep_prints_each_job_and_the_report(tiny_sweep) -> None:
         assert match and match["folder"] == f"outputs/smoke/sweep/dual/debug=tiny/fold{job}", explain(result)
     assert lines[6].startswith("darnet-report: 2 finished jobs"), explain(result)
     assert len(lines) < 40, explain(result)
+    assert_quiet(result)
+
+
+@pytest.mark.slow
+def test_a_sweep_run_again_after_a_kill_says_what_it_resumes_and_nothing_else(tiny_sweep, tmp_path: Path) -> None:
+    """fold 1 as a kill -9 during its testing leaves it (last.ckpt, no test results): the rerun skips fold 0, says
+    it resumes fold 1, finishes it, and prints nothing else of note. (A resume mid-training, where Lightning would
+    warn about the non-empty checkpoints folder, is tests/training/test_resume.py's SIGTERM case.)"""
+    home = tmp_path / "home"  # a copy: the job folders have moved, as a sweep rsynced off a cluster has
+    shutil.copytree(tiny_sweep.home, home)
+    fold1 = Path("outputs", "smoke", "sweep", "dual", "debug=tiny", "fold1")
+    (home / fold1 / "test_metrics.json").unlink()
+    result = run_args(list(tiny_sweep.result.args), home)
+    assert result.returncode == 0, explain(result)
+    printed = result.stdout + result.stderr
+    assert "fold0/test_metrics.json exists: this job already finished (redo=true runs it again)" in printed
+    assert "resuming the interrupted job from " in printed and "fold1/checkpoints/last.ckpt" in printed
+    # the moved job tests its own best checkpoint, with the validation score it was selected by
+    done = [match for line in result.stdout.splitlines() if (match := DONE.match(line))]
+    assert [m["folder"] for m in done] == [str(fold1)] and "n/a" not in done[0][0], explain(result)
+    tested = json.loads((home / fold1 / "test_metrics.json").read_text())
+    first = json.loads((tiny_sweep.home / fold1 / "test_metrics.json").read_text())
+    assert tested == pytest.approx(first, abs=1e-6)
     assert_quiet(result)
 
 

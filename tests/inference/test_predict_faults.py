@@ -31,9 +31,9 @@ def scans(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     folder = tmp_path_factory.mktemp("fault-scans")
     cohort = synthetic_cohort(1, (1, 1), seed=0)
     volumes = [to_uint8(render_scan(cohort[i], SIZE)[0]) for i in range(3)]
-    # enough scans that a stop signal sent after the first saved batch lands mid-run even on an idle, fast machine
-    # (the signal is sent within 20 ms of the first batch; the seven scans left take seconds with --cam)
-    return [write_nifti(folder / f"scan{i:02d}.nii.gz", volumes[i % 3]) for i in range(8)]
+    # enough scans that a stop signal sent after the first saved batch lands mid-run even on a busy machine running
+    # tests in parallel (the signal is sent within 20 ms of the first batch; the scans left take seconds with --cam)
+    return [write_nifti(folder / f"scan{i:02d}.nii.gz", volumes[i % 3]) for i in range(16)]
 
 
 def rows(path: Path) -> list[dict[str, str]]:
@@ -123,7 +123,7 @@ def start_and_stop(tiny_checkpoint: Path, scans: list[Path], out: Path, cwd: Pat
 def test_ctrl_c_keeps_the_finished_scans_and_resume_predicts_only_the_rest(tiny_checkpoint, scans, tmp_path, cwd):
     out = tmp_path / "run"
     code, stdout, stderr = start_and_stop(tiny_checkpoint, scans, out, cwd, signal.SIGINT)
-    assert code == 130 and stdout == ""
+    assert code == 130 and stdout == "", f"exit {code}\n--- stdout\n{stdout[-2000:]}\n--- stderr\n{stderr[-3000:]}"
     line = only_line(stderr)
     kept = rows(out / "predictions.csv")
     assert 1 <= len(kept) < len(scans), "the run was stopped part-way"
@@ -151,8 +151,8 @@ def test_ctrl_c_keeps_the_finished_scans_and_resume_predicts_only_the_rest(tiny_
 
 def test_sigterm_keeps_the_finished_scans_with_exit_143(tiny_checkpoint, scans, tmp_path, cwd):
     out = tmp_path / "run"
-    code, _, stderr = start_and_stop(tiny_checkpoint, scans, out, cwd, signal.SIGTERM)
-    assert code == 143
+    code, stdout, stderr = start_and_stop(tiny_checkpoint, scans, out, cwd, signal.SIGTERM)
+    assert code == 143, f"exit {code}\n--- stdout\n{stdout[-2000:]}\n--- stderr\n{stderr[-3000:]}"
     kept = rows(out / "predictions.csv")
     assert 1 <= len(kept) < len(scans)
     assert only_line(stderr).startswith(f"stopped by SIGTERM: {len(kept)} scan(s) done and kept in ")

@@ -42,6 +42,10 @@ LIGHTNING_RANK_ZERO = ("pytorch_lightning.utilities.rank_zero", "lightning.pytor
 ADVERT = "litlogger"
 LEAFSPEC = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
 LEAFSPEC_MODULE = r"(pytorch_lightning|lightning\.pytorch)\.utilities\._pytree"
+CHECKPOINT_DIR_NOT_EMPTY = r"Checkpoint directory .* exists and is not empty"
+"""Lightning's warning when a run writes into a checkpoints/ folder that has files: a resumed job does exactly that
+(its last.ckpt is what it resumes from), so the warning says nothing a user can act on."""
+CHECKPOINT_MODULE = r"(pytorch_lightning|lightning\.pytorch)\.callbacks\.model_checkpoint"
 
 
 def is_verbose(cfg: DictConfig) -> bool:
@@ -149,6 +153,7 @@ def quiet_console() -> None:
         if not any(isinstance(f, NoAdvert) for f in rank_zero.filters):
             rank_zero.addFilter(NoAdvert())
     warnings.filterwarnings("ignore", message=LEAFSPEC, module=LEAFSPEC_MODULE)
+    warnings.filterwarnings("ignore", message=CHECKPOINT_DIR_NOT_EMPTY, module=CHECKPOINT_MODULE)
     if not getattr(warnings.showwarning, "darnet_console", False):
         warnings.showwarning = _own_warnings_as_lines(warnings.showwarning)
 

@@ -5,20 +5,20 @@ checkpoint: with ``monitor=val/loss, save_top_k=1`` that is only when the valida
 last improvement ``last.ckpt`` stays at the best epoch, and a resume (kill -9, SLURM time limit, requeue, a sweep
 run again) would redo every epoch since. This callback saves the latest state every epoch, atomically (the
 trainer's checkpoint I/O), under the one name every resume path reads (``runs.layout.LAST_CHECKPOINT``). It is a
-``ModelCheckpoint`` so that Lightning runs it after the best-checkpoint callback: the file then holds that
-callback's state of the same epoch (its best score and path), and a resumed run selects the same best checkpoint.
+``ModelCheckpoint`` (whose state follows a moved job folder, as the best one's) so that Lightning runs it after the
+best-checkpoint callback: the file then holds that callback's state of the same epoch (its best score and path),
+and a resumed run selects the same best checkpoint.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pytorch_lightning.callbacks import ModelCheckpoint
-
 from darnet_pl.runs.layout import LAST_CHECKPOINT
+from darnet_pl.training.best_checkpoint import BestCheckpoint
 
 
-class LatestCheckpoint(ModelCheckpoint):
+class LatestCheckpoint(BestCheckpoint):
     """Write ``<dirpath>/last.ckpt`` at the end of every epoch (replacing the previous one)."""
 
     def __init__(self, dirpath: str) -> None:
