@@ -153,13 +153,10 @@ def overrides_run(expect: dict[str, object]) -> Callable[[User, str], None]:
     """A run whose overrides include a long training (``trainer.max_epochs=20``): the command as typed composes
     to ``expect`` (``--cfg job``), and runs tiny with its epochs capped at 2, which is what a test can afford."""
 
+    composes_as_expected = composed(expect)
+
     def check(user: User, command: str) -> None:
-        composed = yaml.safe_load(user.ok(f"{command} --cfg job").stdout)
-        for dotted, value in expect.items():
-            node = composed
-            for key in dotted.split("."):
-                node = node[key]
-            assert node == value, (dotted, node)
+        composes_as_expected(user, command)
         single_run(f"{command} {TINY} trainer.max_epochs=2", task="smoke")(user, command)
 
     return check
