@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from darnet_pl.inference.model_card import render_recipe_card
+from darnet_pl.runs.layout import REPORT_JSON
 from darnet_pl.utils.console import OneLineParser
 from darnet_pl.utils.errors import console_tool
 from darnet_pl.utils.exit_codes import EXIT_OK
 from darnet_pl.utils.io import write_text_atomic
 
 CARD_NAME = "MODEL_CARD.md"
-REPORT_JSON = "report.json"
 
 
 def build_parser() -> OneLineParser:
