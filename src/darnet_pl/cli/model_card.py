@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from darnet_pl.inference.model_card import render_recipe_card
-from darnet_pl.runs.layout import REPORT_JSON
+from darnet_pl.runs.layout import REPORT_JSON, SWEEP_REPORT_DIR
 from darnet_pl.utils.console import OneLineParser
 from darnet_pl.utils.errors import console_tool
 from darnet_pl.utils.exit_codes import EXIT_OK
@@ -43,12 +43,13 @@ def build_parser() -> OneLineParser:
 
 def find_report(path: Path) -> Path:
     """The ``report.json`` that ``path`` names or holds (directly or in ``report/``)."""
-    for candidate in (path, path / REPORT_JSON, path / "report" / REPORT_JSON):
+    for candidate in (path, path / REPORT_JSON, path / SWEEP_REPORT_DIR / REPORT_JSON):
         if candidate.is_file():
             return candidate
     if not path.exists():
         raise FileNotFoundError(f"{path}: not found")
-    raise FileNotFoundError(f"{path}: holds no {REPORT_JSON} (nor report/{REPORT_JSON}): run darnet-report on it first")
+    inside = f"{SWEEP_REPORT_DIR}/{REPORT_JSON}"
+    raise FileNotFoundError(f"{path}: holds no {REPORT_JSON} (nor {inside}): run darnet-report on it first")
 
 
 def read_report(path: Path) -> dict:

@@ -27,7 +27,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,7 +40,7 @@ from darnet_pl.data.readers.scans import ScanError, ScanNote, ScanProblem, colle
 from darnet_pl.data.records import ScanRecord
 from darnet_pl.utils.csv_cells import csv_writer, plain_rows
 from darnet_pl.utils.io import StorageError, atomic_path, storage_error, write_json_atomic, write_text_atomic
-from darnet_pl.utils.worker_pool import worker_count, worker_pool
+from darnet_pl.utils.worker_pool import completed, worker_count, worker_pool
 
 log = logging.getLogger(__name__)
 
@@ -363,12 +362,9 @@ def run_parallel(
                 bar.update(1)
             return
         with worker_pool(workers) as pool:
-            pending: set[Future] = {pool.submit(function, *job) for job in jobs}
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    bar.update(1)
-                    on_result(future.result())
+            for future in completed([pool.submit(function, *job) for job in jobs]):
+                bar.update(1)
+                on_result(future.result())
     finally:
         bar.close()
 

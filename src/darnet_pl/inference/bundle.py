@@ -51,7 +51,7 @@ from darnet_pl.inference.model_card import render_model_card
 from darnet_pl.inference.predict import ModelEnsemble, check_agreement
 from darnet_pl.runs.checkpoints import CheckpointMetadata, load_for_inference
 from darnet_pl.runs.jobs import JobSelectionError, model_sets
-from darnet_pl.runs.layout import CHECKPOINT_DIR, HYDRA_OVERRIDES, METRICS_FILE, REPORT_JSON
+from darnet_pl.runs.layout import CHECKPOINT_DIR, HYDRA_OVERRIDES, METRICS_FILE, REPORT_JSON, SWEEP_REPORT_DIR
 from darnet_pl.utils.io import StorageError, check_writable, output_folder, storage_error, storage_guard
 
 SCHEMA_URL = "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20240725.json"
@@ -113,7 +113,7 @@ def provenance(source: Path, files: Sequence[Path]) -> dict[str, Any]:
     jobs = [_job_folder(f) for f in files]
     metrics = [m for m in (_read_json(job / METRICS_FILE) for job in jobs) if m is not None]
     commands = list(dict.fromkeys(c for c in (_command(job) for job in jobs) if c))
-    report = _read_json(source / "report" / REPORT_JSON) if source.is_dir() else None
+    report = _read_json(source / SWEEP_REPORT_DIR / REPORT_JSON) if source.is_dir() else None
     return {"test_metrics": metrics, "commands": commands, "report": report}
 
 

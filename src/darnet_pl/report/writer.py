@@ -51,7 +51,7 @@ from darnet_pl.report.tables import (
     to_markdown,
 )
 from darnet_pl.runs.jobs import is_job_dir
-from darnet_pl.runs.layout import METRICS_FILE, REPORT_JSON
+from darnet_pl.runs.layout import METRICS_FILE, REPORT_JSON, SWEEP_REPORT_DIR
 from darnet_pl.stats import (
     ECE_BINS,
     Bootstrap,
@@ -433,7 +433,7 @@ def write_report(
     where = str(roots[0]) if len(roots) == 1 else ", ".join(str(r) for r in roots)
     if out_dir is None and len(roots) > 1 and sweep.parent == sweep:
         raise ValueError(f"{where}: no common folder to write the report into; give --out")
-    out = Path(out_dir) if out_dir is not None else sweep / "report"
+    out = Path(out_dir) if out_dir is not None else sweep / SWEEP_REPORT_DIR
     if out.is_dir() and is_job_dir(out):
         raise ValueError(f"{out}: is a training job's folder; choose another --out")
     collection: Collection = collect(roots, skip=[out])

@@ -36,6 +36,7 @@ from darnet_pl.runs.layout import (
     HYDRA_CONFIG,
     LAST_CHECKPOINT,
     METRICS_FILE,
+    SWEEP_REPORT_DIR,
     last_checkpoint,
 )
 from darnet_pl.runs.naming import Experiment, job_experiment
@@ -46,7 +47,7 @@ UNKNOWN_EXPERIMENT = "unknown"
 """The key of jobs whose folder does not say which experiment they belong to (no readable config)."""
 
 # Folders that never hold a job: not searched (speed), never mistaken for jobs.
-_NOT_JOBS = {".hydra", CHECKPOINT_DIR, "csv", "wandb", "tensorboard", "__pycache__", ".git", "report"}
+_NOT_JOBS = {".hydra", CHECKPOINT_DIR, "csv", "wandb", "tensorboard", "__pycache__", ".git", SWEEP_REPORT_DIR}
 
 
 class JobSelectionError(ValueError):

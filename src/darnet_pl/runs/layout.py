@@ -32,6 +32,8 @@ FAILED_FILE = "failed.json"
 WANDB_REPORT_RUN_ID_FILE = "wandb_report_run_id.txt"
 REPORT_JSON = "report.json"
 """What ``darnet-report`` writes beside its tables (and the end-of-sweep report)."""
+SWEEP_REPORT_DIR = "report"
+"""The sub-folder of a sweep folder that its end-of-sweep report (and ``darnet-report <sweep>``) writes into."""
 
 
 AUDIT_JSON = "audit.json"

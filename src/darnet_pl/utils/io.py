@@ -10,9 +10,9 @@ import errno
 import fcntl
 import json
 import os
+import secrets
 import shutil
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +41,11 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     final = Path(path)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix or ".tmp", dir=final.parent)
+        tmp = fresh_hidden(final.parent, f".{final.name}.", suffix or ".tmp", _create_file, _remove_file)
     except OSError as error:
         _name(error, final)
         raise
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; results are meant to be shared like any other
         yield tmp
         os.replace(tmp, final)
     except OSError as error:
@@ -60,16 +57,47 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
         raise
 
 
+def fresh_hidden(
+    folder: Path, prefix: str, suffix: str, create: Callable[[Path], None], remove: Callable[[Path], None]
+) -> Path:
+    """A new, unused name in ``folder`` that ``create`` brings into being (a file, a folder).
+
+    Unlike ``tempfile.mkstemp``, the name is known before it exists: a stop that lands just after the creation
+    (Ctrl-C; a conversion worker's SIGTERM, which its pool sends at exactly such moments) removes it on the way out
+    instead of leaving a hidden, empty file behind. Files are made with the usual permissions (0666 less the umask).
+    """
+    for _ in range(100):
+        candidate = folder / f"{prefix}{secrets.token_hex(6)}{suffix}"
+        try:
+            create(candidate)
+            return candidate
+        except FileExistsError:
+            continue
+        except OSError:
+            raise
+        except BaseException:
+            with contextlib.suppress(OSError):
+                remove(candidate)
+            raise
+    raise FileExistsError(errno.EEXIST, f"{folder}: no unused temporary name in 100 tries")
+
+
+def _remove_folder(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _create_file(path: Path) -> None:
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
+
+
+def _remove_file(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
 def _name(error: OSError, path: Path) -> None:
     """Give ``error`` ``path`` as its file name (a StorageError already names its file and is left alone)."""
     if not isinstance(error, StorageError):
         error.filename, error.filename2 = os.fspath(path), None
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
@@ -84,9 +112,7 @@ def write_json_atomic(path: str | os.PathLike[str], payload: Any) -> Path:
 
 def write_probe(folder: Path) -> None:
     """Create and remove a file in ``folder``: an OSError says why nothing can be written there."""
-    fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=folder)
-    os.close(fd)
-    os.unlink(probe)
+    fresh_hidden(folder, ".write-probe.", "", lambda probe: (_create_file(probe), probe.unlink()), _remove_file)
 
 
 def check_writable(folder: str | os.PathLike[str]) -> None:
@@ -203,15 +229,13 @@ def publish_files(folder: str | os.PathLike[str], files: Mapping[str, bytes], wh
         if (folder / name).is_dir():
             raise StorageError(errno.EISDIR, f"{folder / name}: is a folder, cannot write {what} there")
     try:
-        stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
+        stage = fresh_hidden(folder, ".staging-", "", lambda path: path.mkdir(mode=0o700), _remove_folder)
     except OSError as error:  # its file name would be the staging folder's: name the output folder
         raise storage_error(folder, error, "into this output folder") from None
     try:
         for name, data in files.items():
-            with storage_guard(folder / name, what):
-                with (stage / name).open("wb") as handle:
-                    handle.write(data)
-                os.chmod(stage / name, 0o666 & ~_umask())
+            with storage_guard(folder / name, what), (stage / name).open("wb") as handle:
+                handle.write(data)
         written = []
         for name in files:
             with storage_guard(folder / name, what):

@@ -26,8 +26,8 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
 
 from darnet_pl.utils.exit_codes import EXIT_SIGTERM
@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 STOP_GRACE_S = 5.0
 """How long a stopped worker may take to unwind its task before it is killed."""
+WAIT_SLICE_S = 0.25
+"""The longest a Ctrl-C or SIGTERM waits while ``completed`` waits for results."""
 _PR_SET_PDEATHSIG = 1
 
 
@@ -70,9 +72,12 @@ _busy = False
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
-    if _busy:
-        raise _StopTask
-    os._exit(EXIT_SIGTERM)
+    if not _busy:
+        os._exit(EXIT_SIGTERM)
+    # Once: a second SIGTERM (the pool's own clean-up terminates the other workers when the first one leaves)
+    # would cut the unwinding short, between an atomic write's failure and the removal of its temporary file.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise _StopTask
 
 
 def _worker_started(parent_pid: int) -> None:
@@ -144,15 +149,52 @@ def stop_workers(pool: ProcessPoolExecutor) -> None:
                     process.join()
 
 
+def completed(futures: Iterable[Future]) -> Iterator[Future]:
+    """``futures`` as they finish, for a block run in ``worker_pool``.
+
+    Ctrl-C and SIGTERM are held back while ``concurrent.futures.wait`` runs and acted on as soon as it returns (at
+    most ``WAIT_SLICE_S`` later). Raised inside it, where it holds the locks of every future, they would leave some
+    of those locks held; the pool's own thread, which cancels the pending futures on the way out, then waits for
+    them for ever and the command never exits.
+    """
+    pending = set(futures)
+    while pending:
+        with _stop_signals_deferred():
+            done, pending = wait(pending, timeout=WAIT_SLICE_S, return_when=FIRST_COMPLETED)
+        yield from done
+
+
 @contextlib.contextmanager
 def _stop_signals_ignored() -> Iterator[None]:
     """Ctrl-C and SIGTERM ignored for the block (handlers can only be changed in the main thread)."""
+    with _stop_signals_handled(signal.SIG_IGN):
+        yield
+
+
+@contextlib.contextmanager
+def _stop_signals_deferred() -> Iterator[None]:
+    """Ctrl-C and SIGTERM noted during the block and handled after it, as their own handlers would have."""
+    caught: list[int] = []
+    with _stop_signals_handled(lambda signum, _frame: caught.append(signum)) as previous:
+        yield
+    if caught and previous:
+        handler = previous[caught[0]]
+        if callable(handler):
+            handler(caught[0], None)
+        elif handler == signal.SIG_DFL:
+            signal.raise_signal(caught[0])  # the default action: the process ends as it would have
+
+
+@contextlib.contextmanager
+def _stop_signals_handled(handler: Any) -> Iterator[dict[int, Any]]:
+    """``handler`` for Ctrl-C and SIGTERM during the block; yields the handlers it replaced (none outside the main
+    thread, where handlers cannot be changed)."""
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield {}
         return
-    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in STOP_SIGNALS}
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
     try:
-        yield
+        yield previous
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        for signum, replaced in previous.items():
+            signal.signal(signum, signal.SIG_DFL if replaced is None else replaced)
