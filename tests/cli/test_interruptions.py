@@ -45,7 +45,8 @@ def start_prepare(root: Path, cwd: Path):
 
 
 def volumes(cwd: Path) -> list[Path]:
-    return sorted((cwd / "data" / "cache").rglob("*.npy"))
+    """The converted volumes (not a worker's temporary file, hidden until its volume is complete)."""
+    return sorted(path for path in (cwd / "data" / "cache").rglob("*.npy") if not path.name.startswith("."))
 
 
 @pytest.mark.slow
