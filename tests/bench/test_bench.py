@@ -106,3 +106,28 @@ def test_activation_memory_is_counted_per_block_and_linear_in_the_batch() -> Non
         entry = memory[precision]
         assert 0 < entry["activations_checkpointed_gib"] < entry["activations_gib"]
     assert memory["bf16"]["activations_gib"] < memory["fp32"]["activations_gib"]
+
+
+def test_a_benchmark_record_keeps_the_command_commit_machine_and_the_result(tmp_path) -> None:
+    import json
+
+    from darnet_pl.bench.record import main
+
+    out = tmp_path / "benchmarks" / "memory.json"
+    main(["--note", "a test", str(out), "memory", "--size", "8", "32", "32", "--width", "4", "--batch", "2"])
+    record = json.loads(out.read_text())
+    assert record["command"] == "python -m darnet_pl.bench.memory --size 8 32 32 --width 4 --batch 2"
+    assert record["note"] == "a test" and record["commit"] and record["date"]
+    assert {"cpu", "cores", "torch", "python", "load_average_before", "load_average_after"} <= record["machine"].keys()
+    assert record["result"]["size"] == [8, 32, 32] and record["result"]["batch"] == 2
+
+
+def test_a_benchmark_that_fails_writes_no_record(tmp_path) -> None:
+    from darnet_pl.bench.record import main
+
+    out = tmp_path / "memory.json"
+    with pytest.raises(SystemExit, match=r"darnet_pl\.bench\.memory exited 2; no record written"):
+        main([str(out), "memory", "--size", "eight"])
+    with pytest.raises(SystemExit, match="error: fast: not a benchmark"):
+        main([str(out), "fast"])
+    assert not out.exists()
