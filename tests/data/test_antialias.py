@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from darnet_pl.data.phantoms.dicom import save_ct_slice
 from darnet_pl.data.preprocess import (
     DEPTH_INTERPOLATIONS,
     AntialiasPlaneResizer,
@@ -32,7 +33,6 @@ from darnet_pl.data.readers.scans import ScanError
 from darnet_pl.data.readers.slices import read_slice_folder, read_slice_folder_baseline
 from darnet_pl.data.readers.volumes import orient_dhw
 from darnet_pl.data.records import ScanRecord
-from tests.helpers.dicom_series import save_ct_slice
 
 
 def smooth_noisy_scan(n_slices: int, size: int, seed: int = 0) -> np.ndarray:

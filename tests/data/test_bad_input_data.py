@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from darnet_pl.data.phantoms.dicom import save_ct_slice
 from darnet_pl.data.records import ScanRecord
 from tests.helpers.ccii_tree import ccii_scans, make_ccii_tree, scan_folder, write_csv, write_manifest, write_scan
 from tests.helpers.cli import env_under
-from tests.helpers.dicom_series import save_ct_slice
 from tests.helpers.user import run_module
 
 SCANS = ccii_scans(slices=3)

@@ -12,8 +12,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from darnet_pl.data.phantoms.dicom import save_ct_slice
 from tests.helpers.ccii_tree import make_ccii_tree, write_csv
-from tests.helpers.dicom_series import save_ct_slice
 
 CLASSES = ("CP", "NCP", "Normal")
 CHUNKS = ("fold1", "fold2", "fold3", "fold4", "fold5", "test")

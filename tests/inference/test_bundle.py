@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 import torch
 
+from darnet_pl.data.phantoms.dicom import save_ct_slice
 from tests.helpers.checkpoints import make_checkpoint
-from tests.helpers.dicom_series import save_ct_slice
 from tests.helpers.faults import every_file, only_line, run_tool, tmpfs
 from tests.helpers.user import explain, run_module
 

@@ -26,9 +26,9 @@ from PIL import Image
 
 from darnet_pl.cli.predict import main
 from darnet_pl.data.phantoms import render_scan, synthetic_cohort
+from darnet_pl.data.phantoms.dicom import save_ct_slice
 from darnet_pl.runs.checkpoints import load_for_inference
 from tests.helpers.checkpoints import SIZE, make_checkpoint, to_uint8, write_nifti
-from tests.helpers.dicom_series import save_ct_slice
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -183,6 +183,8 @@ def test_two_copies_of_one_sweep_run_each_job_once(tmp_path: Path) -> None:
         with history.open(newline="") as handle:
             validation_rows = [row for row in csv.DictReader(handle) if row.get("val/loss")]
         assert len(validation_rows) == 1, f"{history}: {len(validation_rows)} validation rows for 1 epoch"
+    for log_file in (tmp_path / "outputs").rglob("*.log"):  # a job's log is its own process's alone
+        assert "skipped here" not in log_file.read_text(), log_file
 
 
 def test_the_shortcut_control_on_another_source_is_one_line(tmp_path: Path) -> None:

@@ -63,29 +63,15 @@ def write_nifti(path: Path, raw: np.ndarray) -> Path:
 
 def write_dicom(folder: Path, raw: np.ndarray) -> Path:
     """One axial CT series, one file per slice, positions along +z (LPS), intercept -1024."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import generate_uid
+
+    from darnet_pl.data.phantoms.dicom import save_ct_slice
 
     folder.mkdir(parents=True)
     series = generate_uid()
     for z in range(raw.shape[2]):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.Modality, ds.SeriesInstanceUID = "CT", series
-        ds.ImagePositionPatient = [-180.0, -180.0, 1.25 * z]
-        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-        ds.PixelSpacing = [0.7, 0.7]
-        ds.Rows, ds.Columns = raw.shape[1], raw.shape[0]
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleSlope, ds.RescaleIntercept = 1.0, -1024.0
-        ds.PixelData = np.ascontiguousarray(raw[:, :, z].T).tobytes()
-        ds.save_as(folder / f"IM{z:04d}", enforce_file_format=True)
+        hu = raw[:, :, z].T.astype(np.float64) - 1024.0
+        save_ct_slice(folder / f"IM{z:04d}", hu, [-180.0, -180.0, 1.25 * z], series, 0.7)
     return folder
 
 

@@ -73,8 +73,8 @@ def _sweep_job(cfg: DictConfig, output_dir: Path) -> float | None:
     try:
         with job_lock(output_dir):
             metrics = train(cfg)
-    except JobBusy as busy:
-        log.warning("%s", busy)
+    except JobBusy as busy:  # the console only: the job's log file belongs to the process running it
+        print(f"warning: {busy}", file=sys.stderr)
         return None
     except Exception as error:
         if os.environ.get("DARNET_FULL_ERROR"):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from darnet_pl.data.phantoms.dicom import save_ct_slice
 from darnet_pl.data.preprocess import Preprocessing, sampling_plan
 from darnet_pl.data.readers import slices as slices_module
 from darnet_pl.data.readers.load import load_volume
@@ -21,7 +22,6 @@ from darnet_pl.data.readers.slices import list_slices, read_slice_folder, read_s
 from darnet_pl.data.readers.volumes import orient_dhw
 from darnet_pl.data.records import ScanRecord
 from darnet_pl.data.sources.folder import read_scan_list
-from tests.helpers.dicom_series import save_ct_slice
 
 # --------------------------------------------------------------------------------------------- helpers
 

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from darnet_pl.data.datamodule import CTDataModule
+from darnet_pl.data.phantoms.dicom import save_ct_slice
 from darnet_pl.data.sources.cached import SourceError
 from darnet_pl.data.sources.folder import FolderSource
 from tests.helpers.ccii_tree import write_csv, write_scan
-from tests.helpers.dicom_series import save_ct_slice
 
 SIZE = (4, 8, 8)
 PREP = {"size": list(SIZE), "border_crop": 0}

@@ -1,4 +1,5 @@
-"""Writing small axial CT series as DICOM files for tests (pydicom), one slice per file."""
+"""Synthetic volumes written as DICOM CT series, one axial slice per file, the way a scanner exports them: the
+benchmarks and the tests read them back through the same readers as a user's scans (needs pydicom)."""
 
 from __future__ import annotations
 
