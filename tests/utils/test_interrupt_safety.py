@@ -77,3 +77,46 @@ def test_a_stop_signal_is_handled_between_waits_never_inside_concurrent_futures(
         signal.signal(signal.SIGTERM, previous)
     (stack,) = stacks
     assert not [name for name in stack if "concurrent" in name or name.endswith("threading.py")], stack
+
+
+def test_a_stopped_workers_task_is_unwound_before_it_leaves(tmp_path):
+    """The stop lands just after an atomic write's temporary file was made, before its ``with`` began (in the
+    context manager's ``__enter__``): the worker finalises what the task left suspended before it exits."""
+    import subprocess
+    import sys
+
+    task = (
+        "import sys\n"
+        "from darnet_pl.utils import worker_pool\n"
+        "from darnet_pl.utils.io import atomic_path\n"
+        "def task(path):\n"
+        "    atomic_path(path).__enter__()\n"
+        "    raise worker_pool._StopTask\n"
+        "worker_pool._run_task(task, sys.argv[1])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", task, str(tmp_path / "v.npy")], capture_output=True, text=True)
+    assert done.returncode == 143, done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stop_whose_handler_ignores_it_does_not_hide_the_other(monkeypatch):
+    class Stop(Exception):
+        pass
+
+    def stop(signum, frame):
+        raise Stop
+
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN), signal.SIGTERM: signal.SIGTERM}
+    previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, stop)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            futures = [pool.submit(time.sleep, 1.0)]
+            threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
+            threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+            with pytest.raises(Stop):
+                for _ in completed(futures):
+                    pass
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN and signal.getsignal(signal.SIGTERM) is stop
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

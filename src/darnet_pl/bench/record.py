@@ -31,7 +31,7 @@ def run_and_record(out: Path, module: str, args: Sequence[str], note: str | None
     if module not in MODULES:
         raise SystemExit(f"error: {module}: not a benchmark (one of {', '.join(MODULES)})")
     command = [sys.executable, "-m", f"darnet_pl.bench.{module}", *args]
-    load_before = _load_average()
+    commit, load_before = _commit(), _load_average()  # the code as it was when the run began
     finished = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
     if finished.returncode != 0:
         raise SystemExit(f"error: darnet_pl.bench.{module} exited {finished.returncode}; no record written")
@@ -42,7 +42,7 @@ def run_and_record(out: Path, module: str, args: Sequence[str], note: str | None
     record = {
         "command": shlex.join(["python", "-m", f"darnet_pl.bench.{module}", *args]),
         "date": datetime.now(timezone.utc).date().isoformat(),
-        "commit": _commit(),
+        "commit": commit,
         "machine": {**_machine(), "load_average_before": load_before, "load_average_after": _load_average()},
         **({"note": note} if note else {}),
         "result": result,
@@ -52,18 +52,23 @@ def run_and_record(out: Path, module: str, args: Sequence[str], note: str | None
 
 
 def _commit() -> str:
-    """The short commit of the code, ``+changes`` when ``src/`` or ``conf/`` differ from it ("unknown" outside git)."""
+    """The short commit of the code, ``+changes`` when ``src/`` or ``conf/`` differ from it (new files included);
+    "unknown" when this module does not run from a git checkout's ``src/`` (an installed copy)."""
+    here = Path(__file__).resolve()
+    root = here.parents[3]
     try:
-        head = _git("rev-parse", "--short", "HEAD")
-        dirty = _git("status", "--porcelain", "--untracked-files=no", "--", "src", "conf")
+        toplevel = Path(_git(root, "rev-parse", "--show-toplevel")).resolve()
+        if here != toplevel / "src" / "darnet_pl" / "bench" / "record.py":
+            return "unknown"
+        head = _git(toplevel, "rev-parse", "--short", "HEAD")
+        dirty = _git(toplevel, "status", "--porcelain", "--untracked-files=normal", "--", "src", "conf")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+changes" if dirty else "")
 
 
-def _git(*args: str) -> str:
-    root = Path(__file__).resolve().parents[3]
-    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True).stdout.strip()
+def _git(where: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True, check=True).stdout.strip()
 
 
 def _machine() -> dict[str, Any]:
@@ -99,7 +104,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0].split(": ", 1)[1])
     parser.add_argument("out", type=Path, help="the record to write, e.g. experiments/benchmarks/<name>.json")
     parser.add_argument("module", help=f"the benchmark: {', '.join(MODULES)}")
-    parser.add_argument("--note", help="what the record should say about the conditions (e.g. other load)")
+    parser.add_argument(
+        "--note", help="what the record should say about the conditions (e.g. other load); before OUT and MODULE"
+    )
     parser.add_argument("args", nargs=argparse.REMAINDER, help="the benchmark's own options")
     options = parser.parse_args(argv)
     record = run_and_record(options.out, options.module, options.args, options.note)

@@ -34,7 +34,6 @@ import io
 import json
 import os
 import shutil
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from importlib import metadata as importlib_metadata
@@ -52,7 +51,15 @@ from darnet_pl.inference.predict import ModelEnsemble, check_agreement
 from darnet_pl.runs.checkpoints import CheckpointMetadata, load_for_inference
 from darnet_pl.runs.jobs import JobSelectionError, model_sets
 from darnet_pl.runs.layout import CHECKPOINT_DIR, HYDRA_OVERRIDES, METRICS_FILE, REPORT_JSON, SWEEP_REPORT_DIR
-from darnet_pl.utils.io import StorageError, check_writable, output_folder, storage_error, storage_guard
+from darnet_pl.utils.io import (
+    StorageError,
+    check_writable,
+    fresh_hidden,
+    output_folder,
+    remove_tree,
+    storage_error,
+    storage_guard,
+)
 
 SCHEMA_URL = "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20240725.json"
 BUNDLE_VERSION = "0.1.0"
@@ -430,7 +437,7 @@ def check_bundle_target(out: Path, overwrite: bool) -> None:
 def write_bundle(out: Path, contents: Mapping[str, bytes]) -> None:
     """Write ``contents`` into a hidden staging folder beside ``out``, then swap it in for ``out``."""
     try:
-        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+        stage = fresh_hidden(out.parent, f".{out.name}.staging-", "", lambda path: path.mkdir(mode=0o700), remove_tree)
     except OSError as error:
         raise storage_error(out.parent, error, "into this output folder") from None
     old: Path | None = None
@@ -440,7 +447,7 @@ def write_bundle(out: Path, contents: Mapping[str, bytes]) -> None:
                 (stage / name).parent.mkdir(parents=True, exist_ok=True)
                 (stage / name).write_bytes(data)
         for folder in (stage, *(p for p in stage.rglob("*") if p.is_dir())):
-            os.chmod(folder, 0o755)  # mkdtemp makes 0700: the bundle is meant to be shared
+            os.chmod(folder, 0o755)  # staged private (0700): the bundle is meant to be shared
         with storage_guard(out, "the bundle"):
             if out.exists():
                 old = out.parent / f".{out.name}.replaced-{os.getpid()}"

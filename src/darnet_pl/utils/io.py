@@ -82,7 +82,8 @@ def fresh_hidden(
     raise FileExistsError(errno.EEXIST, f"{folder}: no unused temporary name in 100 tries")
 
 
-def _remove_folder(path: Path) -> None:
+def remove_tree(path: Path) -> None:
+    """A folder and all it holds removed, errors ignored (a clean-up must not hide the error that caused it)."""
     shutil.rmtree(path, ignore_errors=True)
 
 
@@ -229,7 +230,7 @@ def publish_files(folder: str | os.PathLike[str], files: Mapping[str, bytes], wh
         if (folder / name).is_dir():
             raise StorageError(errno.EISDIR, f"{folder / name}: is a folder, cannot write {what} there")
     try:
-        stage = fresh_hidden(folder, ".staging-", "", lambda path: path.mkdir(mode=0o700), _remove_folder)
+        stage = fresh_hidden(folder, ".staging-", "", lambda path: path.mkdir(mode=0o700), remove_tree)
     except OSError as error:  # its file name would be the staging folder's: name the output folder
         raise storage_error(folder, error, "into this output folder") from None
     try:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import logging
 import multiprocessing
 import os
@@ -97,9 +98,13 @@ def _run_task(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return function(*args, **kwargs)
     except _StopTask:
-        os._exit(EXIT_SIGTERM)
+        pass
     finally:
         _busy = False
+    # Stopped. Leave only now that the traceback is gone: what the task left suspended (a context manager entered
+    # just before the stop, an atomic write's generator) is finalised, and its temporary file removed, first.
+    gc.collect()
+    os._exit(EXIT_SIGTERM)
 
 
 class _StoppablePool(ProcessPoolExecutor):
@@ -173,28 +178,41 @@ def _stop_signals_ignored() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _stop_signals_deferred() -> Iterator[None]:
-    """Ctrl-C and SIGTERM noted during the block and handled after it, as their own handlers would have."""
+    """Ctrl-C and SIGTERM noted during the block and handled after it, as their own handlers would have (a signal
+    whose handler ignores it does not hide the other one)."""
     caught: list[int] = []
     with _stop_signals_handled(lambda signum, _frame: caught.append(signum)) as previous:
         yield
-    if caught and previous:
-        handler = previous[caught[0]]
-        if callable(handler):
-            handler(caught[0], None)
-        elif handler == signal.SIG_DFL:
-            signal.raise_signal(caught[0])  # the default action: the process ends as it would have
+    for signum in dict.fromkeys(caught):
+        handler = previous.get(signum)
+        if handler is None or handler == signal.SIG_DFL:
+            signal.raise_signal(signum)  # the default action: the process ends as it would have
+        elif callable(handler):
+            handler(signum, None)
 
 
 @contextlib.contextmanager
 def _stop_signals_handled(handler: Any) -> Iterator[dict[int, Any]]:
     """``handler`` for Ctrl-C and SIGTERM during the block; yields the handlers it replaced (none outside the main
-    thread, where handlers cannot be changed)."""
+    thread, where handlers cannot be changed). A stop that the old handler raises half-way through the swap, or the
+    restored one half-way back, still leaves every handler restored."""
     if threading.current_thread() is not threading.main_thread():
         yield {}
         return
-    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+    previous: dict[int, Any] = {}
     try:
+        for signum in STOP_SIGNALS:
+            previous[signum] = signal.signal(signum, handler)
         yield previous
     finally:
-        for signum, replaced in previous.items():
-            signal.signal(signum, signal.SIG_DFL if replaced is None else replaced)
+        _restore_handlers(list(previous.items()))
+
+
+def _restore_handlers(replaced: list[tuple[int, Any]]) -> None:
+    if not replaced:
+        return
+    (signum, handler), rest = replaced[0], replaced[1:]
+    try:
+        signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+    finally:
+        _restore_handlers(rest)
