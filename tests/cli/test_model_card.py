@@ -42,7 +42,7 @@ def test_the_card_is_written_beside_the_report_and_kept(tmp_path: Path) -> None:
         low, high = group["ensemble"]["ci"]["3class/auc_macro"]
         assert f"AUC (3 classes, macro): {mean:.4f} ± " in card
         assert f"[{low:.4f}, {high:.4f}]" in card
-    assert "python -m darnet_pl +experiment=smoke_ablation fold=0..2 -m" in card
+    assert "python -m darnet_pl +experiment=smoke_ablation fold=0..4 -m" in card  # the command its jobs ran
 
     again = run_as_typed("darnet-model-card sweep", tmp_path)
     assert again.returncode == 2 and again.stderr.strip().splitlines() == [
