@@ -13,7 +13,8 @@ import pytest
 
 from tests.helpers.checkpoints import SIZE, to_uint8, write_nifti
 from tests.helpers.faults import only_line, run_tool
-from tests.helpers.user import run_module, user_env
+from tests.helpers.forked import run_forked
+from tests.helpers.user import user_env
 
 EMPTY = {"DARNET_LOG_DIR": "", "DARNET_DATA_DIR": "", "DARNET_CCII_ROOT": ""}
 
@@ -35,14 +36,14 @@ def test_empty_environment_variables_count_as_unset(tmp_path: Path) -> None:
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     args = ("data=folder", f"data.scan_list={listed}", "data.n_folds=2", "+dry_run=true")
-    result = run_module("darnet_pl.cli.prepare", *args, cwd=cwd, env=user_env(**EMPTY))
+    result = run_forked("darnet_pl.cli.prepare", *args, cwd=cwd, env=user_env(**EMPTY))
     assert result.returncode == 0, result.stderr
     cache_line = next(line for line in result.stdout.splitlines() if line.startswith("cache: "))
     assert cache_line.startswith(f"cache: {cwd / 'data' / 'cache'}/"), cache_line  # ./data, not /cache
     assert [p.name for p in (cwd / "outputs" / "prepare" / "runs").iterdir()]  # ./outputs, not /prepare
     assert not Path("/prepare").exists()
 
-    ccii = run_module("darnet_pl.cli.prepare", "+dry_run=true", cwd=cwd, env=user_env(**EMPTY))
+    ccii = run_forked("darnet_pl.cli.prepare", "+dry_run=true", cwd=cwd, env=user_env(**EMPTY))
     assert ccii.returncode == 2
     assert only_line(ccii.stderr) == (
         "error: data=ccii needs the CC-CCII download: set data.root=/path/to/CC-CCII or DARNET_CCII_ROOT"
@@ -65,7 +66,7 @@ def test_names_that_would_leave_the_output_folder_are_one_line(tmp_path: Path, o
     cwd = tmp_path / "deep" / "cwd"
     cwd.mkdir(parents=True)
     recipe = () if override.startswith("+experiment") else ("+experiment=smoke",)
-    result = run_module("darnet_pl", *recipe, "debug=fdr", override, cwd=cwd)
+    result = run_forked("darnet_pl", *recipe, "debug=fdr", override, cwd=cwd)
     assert result.returncode == 2, result.stderr[-2000:]
     assert only_line(result.stderr).startswith(f"error: {line}")
     assert [p for p in tmp_path.rglob("*") if p != cwd and cwd not in p.parents] == [tmp_path / "deep"]
@@ -77,7 +78,7 @@ def test_names_that_would_leave_the_output_folder_are_one_line(tmp_path: Path, o
 def test_a_sweep_with_an_escaping_task_name_creates_no_job_folder(tmp_path: Path) -> None:
     cwd = tmp_path / "cwd"
     cwd.mkdir()
-    result = run_module(
+    result = run_forked(
         "darnet_pl", "+experiment=smoke", "debug=fdr", "task_name=../escaped", "fold=0,1", "-m", cwd=cwd
     )
     assert result.returncode == 2, result.stderr[-2000:]

@@ -18,13 +18,13 @@ from tests.helpers.ccii_tree import (
     write_scan,
 )
 from tests.helpers.cli import env_under
-from tests.helpers.user import run_module
+from tests.helpers.forked import run_forked
 
 SCANS = ccii_scans(counts={"10": 5, "21": 6, "31": 5})
 
 
 def run_prepare(*args: str, cwd: Path, timeout: int = 120) -> subprocess.CompletedProcess[str]:
-    return run_module("darnet_pl.cli.prepare", *args, cwd=cwd, timeout=timeout, env=env_under(cwd))
+    return run_forked("darnet_pl.cli.prepare", *args, cwd=cwd, timeout=timeout, env=env_under(cwd))
 
 
 def row(stdout: str, name: str) -> str:

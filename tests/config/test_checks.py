@@ -15,7 +15,8 @@ from darnet_pl.config.resolvers import register_resolvers
 from darnet_pl.utils.worker_pool import available_cpus
 from tests.helpers.cli import compose_config
 from tests.helpers.faults import only_line
-from tests.helpers.user import explain, run_module
+from tests.helpers.forked import run_forked
+from tests.helpers.user import explain
 
 SMOKE = ("+experiment=smoke", "debug=fdr")
 COMPOSED = ("+experiment=smoke", "+debug=fdr")  # as the entry point rewrites SMOKE
@@ -67,7 +68,7 @@ THROUGH_THE_ENTRY_POINT = ["seed=-5", "data.split_seed=-1", "model.width=100000"
 @pytest.mark.slow
 @pytest.mark.parametrize("override", THROUGH_THE_ENTRY_POINT)
 def test_through_the_entry_point_one_line_exit_2_and_no_run_folder(tmp_path, override: str) -> None:
-    result = run_module("darnet_pl", *SMOKE, override, cwd=tmp_path)
+    result = run_forked("darnet_pl", *SMOKE, override, cwd=tmp_path)
     assert result.returncode == 2, explain(result)
     start = dict(REFUSED)[override]
     assert only_line(result.stderr).startswith(f"error: {start}")
@@ -76,7 +77,7 @@ def test_through_the_entry_point_one_line_exit_2_and_no_run_folder(tmp_path, ove
 
 @pytest.mark.slow
 def test_prepare_checks_its_data_keys_before_reading_anything(tmp_path) -> None:
-    result = run_module("darnet_pl.cli.prepare", "data=folder", "data.source.workers=-5", cwd=tmp_path)
+    result = run_forked("darnet_pl.cli.prepare", "data=folder", "data.source.workers=-5", cwd=tmp_path)
     assert result.returncode == 2, explain(result)
     assert only_line(result.stderr) == (
         "error: data.source.workers=-5: expected -1 (one per CPU core), 0 (none) or a positive integer"
@@ -87,7 +88,7 @@ def test_prepare_checks_its_data_keys_before_reading_anything(tmp_path) -> None:
 def test_loader_workers_beyond_the_cpu_count_are_capped_with_a_warning(tmp_path) -> None:
     cpus = available_cpus()
     asked = cpus * 8
-    result = run_module("darnet_pl", *SMOKE, f"data.num_workers={asked}", "logger=none", cwd=tmp_path)
+    result = run_forked("darnet_pl", *SMOKE, f"data.num_workers={asked}", "logger=none", cwd=tmp_path)
     assert result.returncode == 0, explain(result)
     warning = f"data.num_workers={asked} is more than the {cpus} CPU core(s) available: using {cpus}"
     assert sum(warning in line for line in result.stdout.splitlines()) == 1, result.stdout[-3000:]

@@ -20,7 +20,7 @@ from darnet_pl.data.phantoms.dicom import save_ct_slice
 from darnet_pl.data.records import ScanRecord
 from tests.helpers.ccii_tree import ccii_scans, make_ccii_tree, scan_folder, write_csv, write_manifest, write_scan
 from tests.helpers.cli import env_under
-from tests.helpers.user import run_module
+from tests.helpers.forked import run_forked
 
 SCANS = ccii_scans(slices=3)
 """Three patients per class: enough for a stratified split into two folds and a test chunk."""
@@ -35,7 +35,7 @@ def run_here(module: str, *args: str, cwd: Path, timeout: int = 120) -> subproce
     """``python -m <module> <args>`` from ``cwd``, with its data and outputs kept under ``cwd`` (and no traceback)."""
     env = env_under(cwd)
     env.pop("DARNET_FULL_ERROR", None)
-    return run_module(module, *args, cwd=cwd, timeout=timeout, env=env)
+    return run_forked(module, *args, cwd=cwd, timeout=timeout, env=env)
 
 
 def prepare(*args: str, cwd: Path, timeout: int = 120) -> subprocess.CompletedProcess[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 from darnet_pl.cli.train import CONFIG_DIR
-from tests.helpers.user import run_module
+from tests.helpers.forked import run_forked
 
 
 def compose_config(*overrides: str):
@@ -18,11 +18,11 @@ def compose_config(*overrides: str):
 
 
 def run_cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run `python -m darnet_pl` as a user would, with outputs under ``cwd``."""
+    """Run `python -m darnet_pl` as a user would, with outputs under ``cwd`` (forked: tests.helpers.forked)."""
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONWARNINGS": "ignore"}
     for leaked in ("CUDA_VISIBLE_DEVICES", "DARNET_SWEEP_CUDA_VISIBLE_DEVICES"):  # tests are CPU runs
         env.pop(leaked, None)
-    return run_module("darnet_pl", *args, cwd=cwd, timeout=timeout, env=env)
+    return run_forked("darnet_pl", *args, cwd=cwd, timeout=timeout, env=env)
 
 
 def env_under(cwd: Path) -> dict[str, str]:

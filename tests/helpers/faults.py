@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.user import run_module
+from tests.helpers.forked import run_forked
 
 
 def run_tool(module: str, *args: object, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """``python -m <module> args...`` in ``cwd`` (an empty folder), as the console script would run it."""
     env = {k: v for k, v in os.environ.items() if k != "DARNET_FULL_ERROR"}
-    return run_module(module, *args, cwd=cwd, timeout=timeout, env=env)
+    return run_forked(module, *args, cwd=cwd, timeout=timeout, env=env)
 
 
 def only_line(text: str) -> str:

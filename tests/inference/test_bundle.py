@@ -27,7 +27,8 @@ import torch
 from darnet_pl.data.phantoms.dicom import save_ct_slice
 from tests.helpers.checkpoints import make_checkpoint
 from tests.helpers.faults import every_file, only_line, run_tool, tmpfs
-from tests.helpers.user import explain, run_module
+from tests.helpers.forked import run_forked
+from tests.helpers.user import explain
 
 SCHEMA = Path(__file__).parent / "monai_schema" / "meta_schema_20240725.json"
 SCHEMA_SHA256 = "cd64aa8a5904426f6fc6855dabe46af8c742d5bad644b4e9cfb78ebad09ad678"
@@ -167,7 +168,7 @@ def test_network_passes_verify_net_in_out_and_the_inference_properties(bundle, s
 def test_monai_bundle_run_matches_darnet_predict(bundle, sweep, scans, tmp_path):
     pytest.importorskip("fire")
     out = tmp_path / "bundle_eval"
-    result = run_module(
+    result = run_forked(
         "monai.bundle", "run", "--config_file", bundle / "configs" / "inference.json",
         "--bundle_root", bundle, "--dataset_dir", scans, "--output_dir", out, cwd=tmp_path, timeout=300,
     )  # fmt: skip

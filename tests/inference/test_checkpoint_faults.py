@@ -14,7 +14,8 @@ import torch
 
 from tests.helpers.checkpoints import edited_checkpoint, phantom_volumes, with_values, write_nifti, write_scan_list
 from tests.helpers.faults import every_file, only_line, run_tool
-from tests.helpers.user import explain, run_module, user_env
+from tests.helpers.forked import run_forked
+from tests.helpers.user import explain, user_env
 
 PREDICT, EVALUATE, EXPORT = "darnet_pl.cli.predict", "darnet_pl.cli.evaluate", "darnet_pl.cli.export"
 BN_VAR = "net.layer1.0.bn1.running_var"
@@ -168,7 +169,7 @@ def test_claims_that_disagree_with_the_tensors_are_one_line(tiny_checkpoint, sca
 def test_a_resumed_run_refuses_a_nan_checkpoint_the_same_way(tiny_checkpoint, tmp_path):
     ckpt = edited_checkpoint(tiny_checkpoint, tmp_path / "nan.ckpt", tensors=with_values(tiny_checkpoint, BN_VAR, 0,
                                                                                           float("nan")))  # fmt: skip
-    result = run_module("darnet_pl", "+experiment=smoke", "debug=tiny", "logger=none", f"ckpt_path={ckpt}",
+    result = run_forked("darnet_pl", "+experiment=smoke", "debug=tiny", "logger=none", f"ckpt_path={ckpt}",
                         cwd=tmp_path, timeout=300, env=user_env())  # fmt: skip
     assert result.returncode == 2, explain(result)
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]

@@ -18,6 +18,7 @@ from darnet_pl.inference.predict import read_scan_csv
 from darnet_pl.utils.csv_cells import FORMULA_STARTS, plain_cell, safe_cell
 from tests.helpers.checkpoints import phantom_volumes, write_nifti, write_scan_list
 from tests.helpers.faults import every_file, only_line, run_tool
+from tests.helpers.forked import run_forked
 from tests.helpers.user import explain
 
 PREDICT, EVALUATE, PREPARE = "darnet_pl.cli.predict", "darnet_pl.cli.evaluate", "darnet_pl.cli.prepare"
@@ -208,7 +209,7 @@ def test_training_csvs_of_formula_ids_are_safe_and_read_back_identically(tmp_pat
     from darnet_pl.runs.predictions import read_predictions
     from tests.helpers.datasets import chest_volume
     from tests.helpers.datasets import write_nifti as write_hu_nifti
-    from tests.helpers.user import run_module, user_env
+    from tests.helpers.user import user_env
 
     starts = ("=", "+", "-", "@", "")
     ids, lines = [], ["path,label,patient_id"]
@@ -220,7 +221,7 @@ def test_training_csvs_of_formula_ids_are_safe_and_read_back_identically(tmp_pat
             lines.append(f"scans/{label}{j}.nii.gz,{label},{patient}")
     listing = tmp_path / "my_scans.csv"
     listing.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    result = run_module("darnet_pl", "+experiment=darnet", "data=folder", f"data.scan_list={listing}", "debug=tiny",
+    result = run_forked("darnet_pl", "+experiment=darnet", "data=folder", f"data.scan_list={listing}", "debug=tiny",
                         "logger=none", cwd=tmp_path, timeout=600, env=user_env())  # fmt: skip
     assert result.returncode == 0, explain(result)
     (run,) = (tmp_path / "outputs" / "darnet" / "runs").iterdir()

@@ -15,8 +15,9 @@ import yaml
 from darnet_pl.cli.report import main
 from darnet_pl.report.wandb_report import log_report
 from darnet_pl.report.writer import write_report
+from tests.helpers.forked import run_forked
 from tests.helpers.report_jobs import CCII_SOURCE, cohort, model_probs, write_job
-from tests.helpers.user import run_module, user_env
+from tests.helpers.user import user_env
 from tests.helpers.wandb_runs import offline_runs
 
 REPORT = "darnet_pl.cli.report"
@@ -57,7 +58,7 @@ def _wandb_lines(text: str) -> list[str]:
 
 def test_the_report_run_holds_table_iv_with_the_papers_rows_and_a_rerun_continues_it(tmp_path: Path) -> None:
     sweep = _sweep(tmp_path / "sweep", JOB_WANDB)
-    first = run_module(REPORT, sweep, "--bootstrap", "20", cwd=tmp_path)
+    first = run_forked(REPORT, sweep, "--bootstrap", "20", cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     report = sweep / "report"
     [run] = offline_runs(report)
@@ -93,12 +94,12 @@ def test_the_report_run_holds_table_iv_with_the_papers_rows_and_a_rerun_continue
     assert len(compared_rows) == 1 and any("delong" in c for c in compared_columns), compared_columns
     assert run.config["bootstrap"]["resamples"] == 20 and run.config["jobs"] == 4
 
-    again = run_module(REPORT, sweep, "--bootstrap", "20", "--no-plots", cwd=tmp_path)
+    again = run_forked(REPORT, sweep, "--bootstrap", "20", "--no-plots", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     runs = offline_runs(report)
     assert len(runs) == 2 and {r.id for r in runs} == {(report / "wandb_report_run_id.txt").read_text().strip()}
     assert len(_wandb_lines(again.stdout + again.stderr)) == 1
-    skipped = run_module(REPORT, sweep, "--bootstrap", "0", "--no-plots", "--wandb", "off", cwd=tmp_path)
+    skipped = run_forked(REPORT, sweep, "--bootstrap", "0", "--no-plots", "--wandb", "off", cwd=tmp_path)
     assert skipped.returncode == 0 and _wandb_lines(skipped.stdout + skipped.stderr) == []
     assert len(offline_runs(report)) == 2
 
@@ -126,7 +127,7 @@ def test_online_without_a_reachable_server_logs_offline_and_says_so(tmp_path: Pa
     sweep = _sweep(tmp_path / "sweep", {**JOB_WANDB, "offline": False}, variants=("dual",))
     env = user_env(WANDB_BASE_URL=f"http://127.0.0.1:{_closed_port()}")
     started = time.monotonic()
-    result = run_module(REPORT, sweep, "--bootstrap", "0", "--no-plots", cwd=tmp_path, env=env)
+    result = run_forked(REPORT, sweep, "--bootstrap", "0", "--no-plots", cwd=tmp_path, env=env)
     elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stderr[-3000:]
     lines = _wandb_lines(result.stdout + result.stderr)

@@ -26,7 +26,8 @@ from darnet_pl.runs.metrics_file import read_metrics_file
 from darnet_pl.runs.predictions import prediction_row, read_predictions
 from darnet_pl.training.module import DARNetModule
 from darnet_pl.training.run import beyond_scan_metrics, store_temperature
-from tests.helpers.user import explain, run_args
+from tests.helpers.forked import run_forked
+from tests.helpers.user import explain
 
 CLASSES = ("CP", "NCP", "Normal")
 CALIBRATION_KEYS = {"test/calibration/brier", "test/calibration/ece"}
@@ -127,7 +128,7 @@ def test_an_unknown_patient_aggregation_is_refused() -> None:
 def test_a_tiny_run_writes_patient_and_calibrated_results(tmp_path: Path) -> None:
     args = ["+experiment=smoke", "debug=tiny", "logger=none"]
     args += ["model.temperature_scaling=true", "model.patient_aggregation=max"]
-    result = run_args(["python", "-m", "darnet_pl", *args], tmp_path, timeout=400)
+    result = run_forked("darnet_pl", *args, cwd=tmp_path, timeout=400)
     assert result.returncode == 0, explain(result)
     job = next(tmp_path.glob("outputs/smoke/runs/*/"))
     metrics = read_metrics_file(job / METRICS_FILE)

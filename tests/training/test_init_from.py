@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.user import explain, run_args
+from tests.helpers.forked import run_forked
+from tests.helpers.user import explain
 
 pytestmark = pytest.mark.slow
 
@@ -14,7 +15,7 @@ TINY = ("+experiment=smoke", "debug=tiny", "logger=none", "test=false")
 
 
 def train(*args: str, cwd: Path):
-    return run_args(["python", "-m", "darnet_pl", *TINY, *args], cwd, 300)
+    return run_forked("darnet_pl", *TINY, *args, cwd=cwd, timeout=300)
 
 
 def test_a_run_starts_from_a_darnet_checkpoint_and_says_so(tiny_checkpoint: Path, cwd: Path) -> None:

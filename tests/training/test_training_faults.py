@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from tests.helpers.faults import tmpfs
-from tests.helpers.user import explain, run_module, user_env
+from tests.helpers.forked import run_forked
+from tests.helpers.user import explain, user_env
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +26,7 @@ TINY = ("+experiment=smoke", "debug=tiny", "logger=none")
 
 def train(*args: str, cwd: Path, timeout: int = 300, **env: str) -> subprocess.CompletedProcess[str]:
     """``python -m darnet_pl <args>`` in ``cwd`` with the user's environment (plus ``env``)."""
-    return run_module("darnet_pl", *args, cwd=cwd, timeout=timeout, env=user_env(**env))
+    return run_forked("darnet_pl", *args, cwd=cwd, timeout=timeout, env=user_env(**env))
 
 
 def error_line(result: subprocess.CompletedProcess[str]) -> str:

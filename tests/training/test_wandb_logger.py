@@ -19,7 +19,8 @@ import pytest
 
 from darnet_pl.training.wandb_logger import quiet_wandb_logger
 from darnet_pl.training.wandb_results import finish_wandb_runs
-from tests.helpers.user import explain, run_module, user_env
+from tests.helpers.forked import run_forked
+from tests.helpers.user import explain, user_env
 
 
 def _closed_port() -> int:
@@ -88,7 +89,7 @@ def test_a_run_the_server_refuses_stops_with_one_line_and_leaves_no_run_folder(
     env = user_env(WANDB_BASE_URL=refusing_server, WANDB_API_KEY="0" * 40)
     command = ("+experiment=smoke", "debug=tiny", "logger=wandb", "logger.wandb.offline=false")
     started = time.monotonic()
-    result = run_module("darnet_pl", *command, cwd=tmp_path, env=env)
+    result = run_forked("darnet_pl", *command, cwd=tmp_path, env=env)
     elapsed = time.monotonic() - started
     assert result.returncode == 2, explain(result)
     [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]

@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from darnet_pl.runs.naming import job_experiment
-from tests.helpers.user import REPO_ROOT, explain, run_module
+from tests.helpers.forked import run_forked
+from tests.helpers.user import REPO_ROOT, explain
 from tests.helpers.wandb_runs import OfflineRun, offline_runs
 
 SWEEP = (
@@ -56,7 +57,7 @@ class Sweep:
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> Sweep:
     home = tmp_path_factory.mktemp("wandb-sweep")
-    result = run_module("darnet_pl", *SWEEP, cwd=home)
+    result = run_forked("darnet_pl", *SWEEP, cwd=home)
     assert result.returncode == 0, explain(result)
     folder = home / "outputs" / "smoke_ablation" / "sweep"
     return Sweep(home, folder, result.stdout + result.stderr, offline_runs(folder))
@@ -128,7 +129,7 @@ def test_the_report_run_mirrors_the_sweeps_report(sweep: Sweep) -> None:
 
 def test_darnet_report_again_updates_the_same_report_run(sweep: Sweep) -> None:
     [first] = [run for run in sweep.runs if run.job_type == "report"]
-    again = run_module("darnet_pl.cli.report", sweep.folder, "--bootstrap", "20", cwd=sweep.home)
+    again = run_forked("darnet_pl.cli.report", sweep.folder, "--bootstrap", "20", cwd=sweep.home)
     assert again.returncode == 0, explain(again)
     assert sum("W&B offline run: " in line for line in again.stdout.splitlines()) == 1
     reports = offline_runs(sweep.folder / "report")
