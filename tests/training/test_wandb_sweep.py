@@ -76,13 +76,16 @@ def test_each_job_is_one_run_grouped_by_its_experiment(sweep: Sweep) -> None:
 
 def test_config_is_the_resolved_config_and_the_commit(sweep: Sweep) -> None:
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
+    changes = subprocess.run(
+        ["git", "status", "--porcelain", "--", "src", "conf"], cwd=REPO_ROOT, capture_output=True, text=True
+    ).stdout.strip()
     for run in sweep.jobs:
         resolved = yaml.safe_load((sweep.job_dir(run) / "config_resolved.yaml").read_text())
         for key in ("task_name", "fold", "seed", "data", "model", "trainer", "callbacks"):
             assert run.config[key] == resolved[key], key
         assert run.config_value("model.attention") == run.group.split("/")[1]
         assert run.config_value("model.optimizer.lr") == 1e-4
-        assert run.config["git_commit"] == head and len(head) == 40
+        assert run.config["git_commit"] == head + ("+changes" if changes else "") and len(head) == 40
 
 
 def test_summary_holds_the_best_validation_value_and_the_selected_checkpoint(sweep: Sweep) -> None:

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from darnet_pl.utils.io import write_json_atomic
+from darnet_pl.utils.provenance import source_commit
+from darnet_pl.utils.worker_pool import available_cpus
 
 MODULES = ("memory", "model", "ingest", "loader", "data_wait", "volumes", "run")
 
@@ -31,7 +33,8 @@ def run_and_record(out: Path, module: str, args: Sequence[str], note: str | None
     if module not in MODULES:
         raise SystemExit(f"error: {module}: not a benchmark (one of {', '.join(MODULES)})")
     command = [sys.executable, "-m", f"darnet_pl.bench.{module}", *args]
-    commit, load_before = _commit(), _load_average()  # the code as it was when the run began
+    commit = source_commit(short=True) or "unknown"  # the code as it was when the run began
+    load_before = _load_average()
     finished = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
     if finished.returncode != 0:
         raise SystemExit(f"error: darnet_pl.bench.{module} exited {finished.returncode}; no record written")
@@ -51,32 +54,12 @@ def run_and_record(out: Path, module: str, args: Sequence[str], note: str | None
     return record
 
 
-def _commit() -> str:
-    """The short commit of the code, ``+changes`` when ``src/`` or ``conf/`` differ from it (new files included);
-    "unknown" when this module does not run from a git checkout's ``src/`` (an installed copy)."""
-    here = Path(__file__).resolve()
-    root = here.parents[3]
-    try:
-        toplevel = Path(_git(root, "rev-parse", "--show-toplevel")).resolve()
-        if here != toplevel / "src" / "darnet_pl" / "bench" / "record.py":
-            return "unknown"
-        head = _git(toplevel, "rev-parse", "--short", "HEAD")
-        dirty = _git(toplevel, "status", "--porcelain", "--untracked-files=normal", "--", "src", "conf")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+changes" if dirty else "")
-
-
-def _git(where: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True, check=True).stdout.strip()
-
-
 def _machine() -> dict[str, Any]:
     import torch
 
     return {
         "cpu": _cpu_model(),
-        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cores": available_cpus(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,

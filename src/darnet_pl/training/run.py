@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-import subprocess
 import sys
 import warnings
 from collections.abc import Iterator
@@ -51,21 +50,11 @@ from darnet_pl.training.console import announce_end, announce_run
 from darnet_pl.training.memory_advice import out_of_memory_advice
 from darnet_pl.training.wandb_results import finish_wandb_runs, log_test_results
 from darnet_pl.utils.io import atomic_path, write_text_atomic
+from darnet_pl.utils.provenance import source_commit
 from darnet_pl.utils.ranks import owns_job
 from darnet_pl.utils.wandb_session import kept_run_id
 
 log = logging.getLogger(__name__)
-
-
-def git_commit() -> str | None:
-    """The commit of the code that ran, for the record (None outside a git checkout)."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
 
 
 def build_callbacks(cfg: DictConfig, with_loggers: bool) -> list[pl.Callback]:
@@ -269,7 +258,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     announce_run(cfg, trainer, model)
     for logger in loggers:
-        logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "git_commit": git_commit()})
+        logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "git_commit": source_commit()})
     try:
         with advice_on_out_of_memory(cfg, "training"):
             trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
