@@ -8,8 +8,9 @@ and atexit handlers, and ``multiprocessing`` sees it as a main process. It is fo
 forkserver (one per xdist worker, started at first use) that imported the libraries once and started no thread.
 
 What differs from ``python -m``: a warning a library raises while it is imported is printed by the server, once,
-not by each tool. The README's commands (tests/e2e/test_readme.py), the console-output tests, the interrupt tests
-(tests.helpers.interrupts) and the multi-process runs (DDP ranks, parallel launchers) start real interpreters.
+not by each tool. The README's commands (tests/e2e/test_readme.py), the console-output tests and the interrupt tests
+(tests.helpers.interrupts) start real interpreters, and so does every process a tool starts itself (DDP ranks, the
+parallel launcher's jobs, loader and ingest workers).
 """
 
 from __future__ import annotations
