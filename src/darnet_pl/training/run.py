@@ -257,8 +257,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         cfg.trainer, callbacks=build_callbacks(cfg, bool(loggers)), logger=loggers or False
     )
     announce_run(cfg, trainer, model)
-    for logger in loggers:
-        logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "git_commit": source_commit()})
+    if loggers:  # the resolved config and the commit (three git calls) once, for every logger
+        hyperparameters = {**OmegaConf.to_container(cfg, resolve=True), "git_commit": source_commit()}
+        for logger in loggers:
+            logger.log_hyperparams(hyperparameters)
     try:
         with advice_on_out_of_memory(cfg, "training"):
             trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
